@@ -1,0 +1,115 @@
+"""``gnn1000``: train, evaluate, list, tune, bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from gnn1000.errors import Gnn1000Error
+
+
+def _quiet_third_party_warnings() -> None:
+    # PyG warns at import about torch.jit.script; it is noise for a CLI user.
+    warnings.filterwarnings("ignore", message=".*torch.jit.*", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*torch.jit.*", category=UserWarning)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from gnn1000 import config as gin_config
+    from gnn1000.experiment import Experiment, RunDir
+
+    if args.resume:
+        if args.config is not None or args.run_dir is not None:
+            raise Gnn1000Error("--resume RUN_DIR continues that run from its own config.gin; "
+                               "give no CONFIG or --run-dir with it (bindings are allowed, e.g. more epochs).")
+        run = RunDir.existing(args.resume)
+        gin_config.load(run.config, args.bind)
+    else:
+        loaded = gin_config.load(args.config or gin_config.DEFAULT_CONFIG, args.bind)
+        run = RunDir(Path(args.run_dir)) if args.run_dir else RunDir.new(loaded.name)
+    print(f"run directory: {run.path}", flush=True)
+    experiment = Experiment(run.path, progress=not args.no_progress)
+    print(f"{experiment.cfg.architecture} on {experiment.cfg.dataset}: "
+          f"{experiment.num_parameters:,} parameters, device {experiment.device}", flush=True)
+    summary = experiment.fit(resume=bool(args.resume))
+    best = summary["best"]
+    metric = summary["metric"]
+    print(f"final test {metric}: {summary['test_at_best_valid']:.4f} "
+          f"(model of epoch {best['epoch']}, best valid {metric} {best[f'valid_{metric}']:.4f}); "
+          f"peak memory {summary['peak_memory_mb']:.0f} MB; results in {run.path}", flush=True)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from gnn1000.experiment import load_run
+
+    experiment = load_run(args.run_dir, progress=False)
+    path = experiment.run.best if args.checkpoint == "best" else experiment.run.last
+    if not path.is_file():
+        raise Gnn1000Error(f"{args.run_dir} has no {args.checkpoint} checkpoint ({path}); train it first.")
+    experiment.load_weights(path)
+    print(json.dumps(experiment.evaluate(), indent=2))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from gnn1000 import registry
+    from gnn1000.config import shipped_configs
+
+    kinds = [args.kind] if args.kind else registry.KINDS
+    for kind in kinds:
+        entries = registry.describe(kind)
+        print(f"{kind}:")
+        for entry in entries:
+            print(f"  {entry.name:<24} {entry.origin:<32} {entry.target}")
+        if not entries:
+            print("  (none)")
+    if not args.kind:
+        print("configs:")
+        for name in shipped_configs():
+            print(f"  {name}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gnn1000", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train a model from a gin config (default: the built-in job)")
+    train.add_argument("config", nargs="?", help="a .gin path or the name of a shipped config")
+    train.add_argument("--bind", action="append", default=[], metavar="'KEY=VALUE'",
+                       help="a gin binding, e.g. 'resgnn.num_layers = 28' (repeatable)")
+    train.add_argument("--run-dir", help="where to write the run (default: runs/<config>-<timestamp>)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="score a run's model on every split")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    listing = sub.add_parser("list", help="registered components, where they come from, shipped configs")
+    listing.add_argument("kind", nargs="?", choices=None, help="one registry kind only")
+    listing.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet_third_party_warnings()
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except Gnn1000Error as exc:
+        print(f"gnn1000 {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; a run continues with 'gnn1000 train --resume RUN_DIR'", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

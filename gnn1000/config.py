@@ -1,0 +1,205 @@
+"""gin files in, bound configurables out.
+
+gin itself resolves includes only against global search paths, and knows a configurable only once
+its module is imported. This module adds what gnn1000 promises on top: a config is a path or the
+name of a shipped config; ``include`` resolves relative to the including file, then to the shipped
+configs; only the plugins a config names are imported; gin's errors gain the list of valid names.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import importlib.util  # noqa: F401  gin 0.5.0 uses importlib.util without importing it
+import inspect
+import io
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import gin
+from gin import config_parser
+
+from gnn1000 import registry
+from gnn1000.errors import ConfigError, did_you_mean
+
+_RESOLVED = "gnn1000-config:"  # marks an include path this module has already resolved
+_INCLUDE = re.compile(r"""^(?P<lead>[ \t]*include[ \t]+)(?P<q>['"])(?P<path>[^'"]+)(?P=q)""", re.M)
+DEFAULT_CONFIG = "default"
+
+
+def configs_root() -> Path:
+    """Where the shipped configs live, in a source checkout and in an installed copy alike."""
+    return Path(str(importlib.resources.files("gnn1000.configs")))
+
+
+def shipped_configs() -> list[str]:
+    root = configs_root()
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.gin"))
+
+
+def find_config(name_or_path: str | Path) -> Path:
+    """A config file from a path, or from a shipped config's name (with or without ``.gin``)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path.resolve()
+    stem = str(name_or_path).removesuffix(".gin")
+    shipped = configs_root() / f"{stem}.gin"
+    if shipped.is_file():
+        return shipped
+    names = shipped_configs()
+    close = did_you_mean(stem, names)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise ConfigError(
+        f"Config {str(name_or_path)!r} is neither a file nor a shipped config.{hint} "
+        f"Shipped configs (under {configs_root()}): {', '.join(names)}."
+    )
+
+
+def _resolve_include(target: str, including_file: Path) -> Path:
+    candidates = [including_file.parent / target, configs_root() / target]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    raise ConfigError(
+        f"include {target!r} in {including_file} was not found; looked in "
+        f"{', '.join(str(c.parent) for c in candidates)}."
+    )
+
+
+def _read_with_resolved_includes(path: Path) -> str:
+    text = path.read_text()
+    return _INCLUDE.sub(
+        lambda m: f"{m['lead']}'{_RESOLVED}{_resolve_include(m['path'], path)}'", text
+    )
+
+
+@contextmanager
+def _open_resolved(marked_path: str):
+    path = Path(marked_path.removeprefix(_RESOLVED))
+    stream = io.StringIO(_read_with_resolved_includes(path))
+    stream.name = str(path)
+    yield stream
+
+
+gin.config.register_file_reader(_open_resolved, lambda p: p.startswith(_RESOLVED))
+# Ours goes first: gin's package-resource reader would log a false "Path not found" for our paths.
+gin.config._FILE_READERS.sort(key=lambda reader: reader[0] is not _open_resolved)
+
+
+class _RecordingDelegate(config_parser.ParserDelegate):
+    """Collects ``@references`` while gin's own parser reads a config (nothing is bound)."""
+
+    def __init__(self):
+        self.references: list[str] = []
+
+    def configurable_reference(self, scoped_configurable_name, evaluate):
+        self.references.append(scoped_configurable_name.split("/")[-1])
+        return None
+
+    def macro(self, macro_name):
+        return None
+
+
+def _selectors(text: str, source: str) -> list[str]:
+    """Every configurable a config text binds or references, following its includes."""
+    delegate = _RecordingDelegate()
+    found = []
+    try:
+        statements = list(config_parser.ConfigParser(io.StringIO(text), delegate))
+    except SyntaxError as exc:
+        raise ConfigError(f"gin syntax error in {source}: {exc}") from exc
+    for st in statements:
+        if isinstance(st, config_parser.BindingStatement) and st.arg_name:
+            found.append(st.selector)
+        elif isinstance(st, config_parser.BlockDeclaration):
+            found.append(st.selector)
+        elif isinstance(st, config_parser.IncludeStatement) and st.filename.startswith(_RESOLVED):
+            path = Path(st.filename.removeprefix(_RESOLVED))
+            found += _selectors(_read_with_resolved_includes(path), str(path))
+    return found + delegate.references
+
+
+def _import_named_plugins(selectors: list[str]) -> None:
+    """Load the registry entries a config names, so gin knows them before it parses."""
+    for selector in selectors:
+        parts = selector.split(".")
+        kind = parts[-2] if len(parts) >= 2 else None
+        for entry in registry.find_by_gin_name(parts[-1], kind):
+            registry.resolve(entry.kind, entry.name)
+
+
+def known_configurables() -> dict[str, object]:
+    """gin name -> object for the core configurables; registry entries are listed without loading."""
+    from gnn1000.experiment import ExperimentConfig
+
+    return {"experiment": ExperimentConfig}
+
+
+def _all_gin_names() -> list[str]:
+    names = set(known_configurables())
+    for kind in registry.KINDS:
+        names.update(registry.gin_name(n) for n in registry.available(kind))
+    return sorted(names)
+
+
+def _parameters_of(selector: str) -> list[str] | None:
+    name = selector.split(".")[-1]
+    obj = known_configurables().get(name)
+    if obj is None:
+        entries = registry.find_by_gin_name(name)
+        if not entries:
+            return None
+        obj = registry.resolve(entries[0].kind, entries[0].name)
+    params = inspect.signature(obj).parameters.values()
+    return [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+def _explain_gin_error(exc: Exception) -> str:
+    message = str(exc)
+    unknown = re.search(r"No configurable matching (?:reference )?'@?([\w.]+)", message)
+    if unknown:
+        name = unknown.group(1).split(".")[-1]
+        close = did_you_mean(name, _all_gin_names())
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        return f"{message}{hint} Configurable names: {', '.join(_all_gin_names())}."
+    bad_param = re.search(r"Configurable '([\w.]+)' doesn't have a parameter named '(\w+)'", message)
+    if bad_param:
+        params = _parameters_of(bad_param.group(1)) or []
+        close = did_you_mean(bad_param.group(2), params)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        return f"{message}{hint} Parameters of {bad_param.group(1)}: {', '.join(params)}."
+    return message
+
+
+@dataclass
+class LoadedConfig:
+    name: str
+    path: Path | None
+    bindings: list[str]
+
+
+def load(config: str | Path | None = DEFAULT_CONFIG, bindings: list[str] | tuple[str, ...] = ()) -> LoadedConfig:
+    """Clear gin, then parse one config (a path or a shipped name) and ``key=value`` bindings."""
+    gin.clear_config()
+    path = find_config(config) if config is not None else None
+    bindings = list(bindings)
+    for binding in bindings:
+        if "=" not in binding:
+            raise ConfigError(f"Binding {binding!r} is not of the form 'configurable.parameter = value'.")
+    selectors = _selectors(_read_with_resolved_includes(path), str(path)) if path else []
+    selectors += _selectors("\n".join(bindings), "--bind")
+    _import_named_plugins(selectors)
+    files = [f"{_RESOLVED}{path}"] if path else []
+    try:
+        # Not finalized: plugins a config does not name (defaults) register with gin later.
+        gin.parse_config_files_and_bindings(files, bindings, finalize_config=False)
+    except (ValueError, KeyError, TypeError, SyntaxError, OSError) as exc:
+        raise ConfigError(f"Invalid gin config ({path or 'bindings'}): {_explain_gin_error(exc)}") from exc
+    name = path.stem if path else "bindings"
+    return LoadedConfig(name=name, path=path, bindings=bindings)
+
+
+def operative_config() -> str:
+    """Every parameter value the run actually used, as a gin file that reproduces it."""
+    return gin.operative_config_str()

@@ -1,0 +1,304 @@
+"""The experiment loop: train, evaluate, keep the best model, checkpoint every epoch, resume.
+
+``gnn1000 train`` and every Ray Tune trial run this same loop; Tune only passes ``on_epoch``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+import gin
+import torch
+from tqdm.auto import tqdm
+
+from gnn1000 import checkpoint, memory
+from gnn1000.data import SPLITS
+from gnn1000.errors import ConfigError, Gnn1000Error, NonFiniteLossError
+from gnn1000.registry import gin_name, resolve
+
+
+@gin.configurable("experiment")
+@dataclass
+class ExperimentConfig:
+    """What to train and how; every field is a gin binding ``experiment.<field>``."""
+
+    dataset: str = "synthetic-proteins"
+    architecture: str = "resgnn"
+    sampler: str = "full_batch"
+    epochs: int = 100
+    lr: float = 0.001
+    weight_decay: float = 0.0
+    grad_clip: float | None = 1.0
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self):
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ConfigError(f"experiment.epochs={self.epochs!r} must be a positive integer.")
+        if not self.lr > 0:
+            raise ConfigError(f"experiment.lr={self.lr!r} must be positive.")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError(f"experiment.grad_clip={self.grad_clip!r} must be positive, or None to turn clipping off.")
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' takes CUDA when present; anything else must name a device this machine has."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"experiment.device={name!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"experiment.device={name!r} but CUDA is not available here; use 'auto' or 'cpu'.")
+    return device
+
+
+class RunDir:
+    """The files of one run: operative config, metrics, summary and checkpoints."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.config = self.path / "config.gin"
+        self.metrics = self.path / "metrics.jsonl"
+        self.summary = self.path / "summary.json"
+        self.last = self.path / "checkpoints" / "last.pt"
+        self.best = self.path / "checkpoints" / "best.pt"
+
+    @classmethod
+    def new(cls, config_name: str, base: Path = Path("runs")) -> RunDir:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        name, n = f"{config_name.replace('/', '-')}-{stamp}", 1
+        while (base / name).exists():
+            n += 1
+            name = f"{config_name.replace('/', '-')}-{stamp}-{n}"
+        return cls(base / name)
+
+    @classmethod
+    def existing(cls, path: Path | str) -> RunDir:
+        run = cls(Path(path))
+        if not run.path.is_dir():
+            raise ConfigError(f"Run directory {str(path)!r} does not exist.")
+        if not run.config.is_file():
+            raise ConfigError(f"{str(path)!r} is not a gnn1000 run directory: it has no config.gin.")
+        return run
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics.is_file():
+            return []
+        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
+
+
+def build_model(architecture: str, data) -> torch.nn.Module:
+    cls = resolve("architectures", architecture)
+    try:
+        return cls(in_channels=data.num_features, out_channels=data.num_outputs, edge_dim=data.edge_dim)
+    except TypeError as exc:
+        if "required" not in str(exc):
+            raise
+        raise ConfigError(
+            f"Architecture {architecture!r} needs more settings: {exc}. Bind them in gin, "
+            f"for example '{gin_name(architecture)}.hidden_channels = 64' and "
+            f"'{gin_name(architecture)}.num_layers = 7'."
+        ) from exc
+
+
+class Experiment:
+    """One training run in ``run_dir``; ``on_epoch(record, last_checkpoint)`` sees every epoch."""
+
+    def __init__(self, run_dir: Path | str, config: ExperimentConfig | None = None, *,
+                 progress: bool = True, on_epoch: Callable[[dict, Path], None] | None = None,
+                 log: Callable[[str], None] = tqdm.write):
+        self.cfg = config if config is not None else ExperimentConfig()
+        self.run = RunDir(Path(run_dir))
+        self.progress = progress
+        self.on_epoch = on_epoch
+        self.log = log
+        checkpoint.seed_everything(self.cfg.seed)
+        self.device = pick_device(self.cfg.device)
+        self.data = resolve("datasets", self.cfg.dataset)()
+        self.task = self.data.task
+        self.graph = self.data.graph.to(self.device)
+        self.sampler = resolve("samplers", self.cfg.sampler)()
+        self.model = build_model(self.cfg.architecture, self.data).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr,
+                                          weight_decay=self.cfg.weight_decay)
+        self.metric = self.task.metric
+        self.epoch = 0
+        self.best: dict | None = None
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    # -- one epoch -----------------------------------------------------------------------------
+
+    def _forward(self, batch) -> torch.Tensor:
+        return self.model(batch.x, batch.edge_index, batch.edge_attr, getattr(batch, "batch", None))
+
+    def train_epoch(self) -> float:
+        self.model.train()
+        total, count = 0.0, 0
+        batches = self.sampler.batches(self.graph, train=True)
+        for step, batch in enumerate(tqdm(batches, desc=f"epoch {self.epoch}", leave=False,
+                                          disable=not self.progress)):
+            mask = batch.train_mask
+            n = int(mask.sum())
+            if n == 0:
+                continue
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.task.loss(self._forward(batch)[mask], batch.y[mask])
+            self._check_finite(loss, "loss", step)
+            loss.backward()
+            if self.cfg.grad_clip is not None:
+                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+                self._check_finite(norm, "gradient norm", step)
+            self.optimizer.step()
+            total += loss.item() * n
+            count += n
+        if count == 0:
+            raise ConfigError(f"Sampler {self.cfg.sampler!r} yielded no training nodes in epoch {self.epoch}.")
+        return total / count
+
+    def _check_finite(self, value: torch.Tensor, what: str, step: int) -> None:
+        if torch.isfinite(value).all():
+            return
+        if self.run.last.is_file():
+            kept = f"The last good checkpoint is {self.run.last} (epoch {self.epoch - 1}); resume with " \
+                   f"'gnn1000 train --resume {self.run.path}'"
+        else:
+            kept = "No epoch had finished, so there is no checkpoint yet"
+        raise NonFiniteLossError(
+            f"Training stopped: the {what} is {float(value):g} in epoch {self.epoch}, batch {step}. "
+            f"{kept} after lowering experiment.lr (now {self.cfg.lr:g}) or tightening "
+            f"experiment.grad_clip (now {self.cfg.grad_clip})."
+        )
+
+    @torch.no_grad()
+    def predict(self) -> torch.Tensor:
+        """Logits for every node, averaged over every batch (and view) the sampler puts it in."""
+        self.model.eval()
+        sums = counts = None
+        for batch in self.sampler.batches(self.graph, train=False):
+            out = self._forward(batch)
+            if sums is None:
+                sums = out.new_zeros(self.graph.num_nodes, out.size(-1))
+                counts = out.new_zeros(self.graph.num_nodes)
+            sums.index_add_(0, batch.n_id, out)
+            counts.index_add_(0, batch.n_id, torch.ones_like(batch.n_id, dtype=out.dtype))
+        return sums / counts.clamp(min=1).unsqueeze(-1)
+
+    def evaluate(self) -> dict[str, float]:
+        logits = self.predict()
+        y = self.graph.y
+        return {f"{split}_{self.metric}": self.task.score(logits[self.graph[f"{split}_mask"]],
+                                                           y[self.graph[f"{split}_mask"]])
+                for split in SPLITS}
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _is_better(self, record: dict) -> bool:
+        if self.best is None:
+            return True
+        key = f"valid_{self.metric}"
+        if self.task.higher_is_better:
+            return record[key] > self.best[key]
+        return record[key] < self.best[key]
+
+    def _state(self) -> dict:
+        return {"epoch": self.epoch, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "rng": checkpoint.rng_state(),
+                "best": self.best}
+
+    def resume_from(self, path: Path) -> None:
+        state = checkpoint.load(path, map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        checkpoint.set_rng_state(state["rng"])
+        self.epoch = state["epoch"]
+        self.best = state["best"]
+
+    def load_weights(self, path: Path) -> None:
+        self.model.load_state_dict(checkpoint.load(path, map_location=self.device)["model"])
+
+    def write_config(self) -> None:
+        from gnn1000.config import operative_config
+
+        self.run.path.mkdir(parents=True, exist_ok=True)
+        self.run.config.write_text(operative_config())
+
+    def fit(self, resume: bool = False) -> dict:
+        """Train to ``epochs`` (continuing from the last checkpoint if ``resume``); return the summary."""
+        self.run.path.mkdir(parents=True, exist_ok=True)
+        if resume:
+            if not self.run.last.is_file():
+                raise ConfigError(f"Cannot resume {self.run.path}: it has no checkpoint yet ({self.run.last}).")
+            self.resume_from(self.run.last)
+            kept = [r for r in self.run.read_metrics() if r["epoch"] <= self.epoch]
+            self.run.metrics.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            self.log(f"resumed {self.run.path} after epoch {self.epoch}")
+        else:
+            self.write_config()
+            self.run.metrics.write_text("")
+        while self.epoch < self.cfg.epochs:
+            self.epoch += 1
+            record = self._run_epoch()
+            if self.on_epoch is not None:
+                self.on_epoch(record, self.run.last)
+        return self.write_summary()
+
+    def _run_epoch(self) -> dict:
+        memory.reset_peak(self.device)
+        start = time.perf_counter()
+        loss = self.train_epoch()
+        record = {"epoch": self.epoch, "loss": loss, **self.evaluate()}
+        pop_metrics = getattr(self.model, "pop_metrics", None)
+        if callable(pop_metrics):
+            record.update(pop_metrics())
+        record["seconds"] = time.perf_counter() - start
+        record["peak_memory_mb"] = memory.peak_mb(self.device)
+        if self._is_better(record):
+            self.best = record
+            checkpoint.save(self.run.best, {"epoch": self.epoch, "model": self.model.state_dict()})
+        checkpoint.save(self.run.last, self._state())
+        with open(self.run.metrics, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        m = self.metric
+        self.log(f"epoch {self.epoch:>4}/{self.cfg.epochs} | loss {loss:.4f} | "
+                 f"train {m} {record[f'train_{m}']:.4f} | valid {m} {record[f'valid_{m}']:.4f} | "
+                 f"test {m} {record[f'test_{m}']:.4f} | {record['seconds']:.1f}s | "
+                 f"peak {record['peak_memory_mb']:.0f} MB")
+        return record
+
+    def write_summary(self) -> dict:
+        history = self.run.read_metrics()
+        summary = {
+            "dataset": self.cfg.dataset, "architecture": self.cfg.architecture,
+            "metric": self.metric, "epochs": self.epoch, "device": str(self.device),
+            "num_parameters": self.num_parameters,
+            "final": history[-1] if history else None,
+            "best": self.best,
+            "test_at_best_valid": self.best[f"test_{self.metric}"] if self.best else None,
+            "peak_memory_mb": max((r["peak_memory_mb"] for r in history), default=None),
+            "train_seconds": sum(r["seconds"] for r in history),
+            "config": asdict(self.cfg),
+        }
+        self.run.summary.write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
+
+
+def load_run(run_dir: Path | str, **kwargs) -> Experiment:
+    """Rebuild the experiment of an existing run directory from its operative config."""
+    from gnn1000 import config as gin_config
+
+    run = RunDir.existing(run_dir)
+    gin_config.load(run.config)
+    return Experiment(run.path, **kwargs)
+
+
+__all__ = ["ExperimentConfig", "Experiment", "RunDir", "load_run", "pick_device", "Gnn1000Error"]

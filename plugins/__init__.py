@@ -1,0 +1,1 @@
+"""Every built-in component, one sub-package per registry kind."""

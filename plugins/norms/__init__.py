@@ -1,0 +1,1 @@
+"""Normalisation layers: ``Norm(channels, ...)``, ``norm(x, batch=None)``."""

@@ -1,0 +1,1 @@
+"""Samplers: ``sampler.batches(graph, train)`` yields subgraphs that carry ``n_id``, their original node ids."""

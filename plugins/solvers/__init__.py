@@ -1,0 +1,1 @@
+"""Root finders for equilibrium models."""
