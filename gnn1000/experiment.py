@@ -174,7 +174,7 @@ class Experiment:
         else:
             kept = "No epoch had finished, so there is no checkpoint yet"
         raise NonFiniteLossError(
-            f"Training stopped: the {what} is {float(value):g} in epoch {self.epoch}, batch {step}. "
+            f"Training stopped: the {what} is {float(value.detach()):g} in epoch {self.epoch}, batch {step}. "
             f"{kept} after lowering experiment.lr (now {self.cfg.lr:g}) or tightening "
             f"experiment.grad_clip (now {self.cfg.grad_clip})."
         )
