@@ -146,7 +146,7 @@ class Experiment:
         total, count = 0.0, 0
         batches = self.sampler.batches(self.graph, train=True)
         for step, batch in enumerate(tqdm(batches, desc=f"epoch {self.epoch}", leave=False,
-                                          disable=not self.progress)):
+                                          disable=None if self.progress else True)):  # None: off when not a TTY
             mask = batch.train_mask
             n = int(mask.sum())
             if n == 0:
