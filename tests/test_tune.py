@@ -242,7 +242,7 @@ def test_resume_restores_an_interrupted_search(tmp_path, ray_session, monkeypatc
     assert cli.main(["tune", "search.gin", "--storage", "out", "--resume"]) == 0
     [search_dir] = (tmp_path / "out").glob("search-*")
     [trial_dir] = search_dir.glob("train_trial_*")
-    last = sorted(trial_dir.glob("checkpoint_*"))[-1]
+    last = max(trial_dir.glob("checkpoint_*"))
     # Epoch 1 came from the checkpoint, 2 and 3 ran after the restore (without the crashing callback).
     assert [r["epoch"] for r in read_metrics(last)] == [1, 2, 3]
     assert epochs_logged(log) == [1, 2]

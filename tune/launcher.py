@@ -16,6 +16,7 @@ from pathlib import Path
 
 import gin
 import pandas as pd
+import pyarrow.fs
 import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
@@ -89,13 +90,31 @@ def storage_root(storage: str | Path | None) -> str:
     return storage if "://" in storage else str(Path(storage).expanduser().resolve())
 
 
+def _searches(root: str, name: str) -> list[str]:
+    """The search folders ``<name>-<timestamp>`` under ``root`` (a local path or a URI), oldest first."""
+    filesystem, base = pyarrow.fs.FileSystem.from_uri(root)
+    found = filesystem.get_file_info(pyarrow.fs.FileSelector(base, allow_not_found=True))
+    names = sorted(info.base_name for info in found
+                   if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith(f"{name}-"))
+    return [f"{root.rstrip('/')}/{folder}" for folder in names]
+
+
 def latest_search_dir(root: str, name: str) -> str:
-    local = Path(root)
-    found = sorted(p for p in local.glob(f"{name}-*") if tune.Tuner.can_restore(str(p))) if local.is_dir() else []
+    found = [path for path in _searches(root, name) if tune.Tuner.can_restore(path)]
     if not found:
         raise ConfigError(f"--resume: no search {name!r} to resume under {root} (looked for {name}-<timestamp>/). "
                           "Give the same --storage as the interrupted search.")
-    return str(found[-1])
+    return found[-1]
+
+
+def new_search_name(root: str, name: str) -> str:
+    stem = f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    taken = {path.rsplit("/", 1)[-1] for path in _searches(root, name)}
+    candidate, n = stem, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{stem}-{n}"
+    return candidate
 
 
 def run_search(search_file: str | Path, *, bindings: list[str] | tuple[str, ...] = (),
@@ -105,26 +124,35 @@ def run_search(search_file: str | Path, *, bindings: list[str] | tuple[str, ...]
     """Run (or ``resume``) a search; print the results table, write results.csv and best.gin.
 
     ``callback(experiment, record)`` runs inside every trial after every epoch (it must be picklable).
-    Returns the paths written, the results table and the Tune ResultGrid.
+    Returns the results table, the paths of results.csv and best.gin, and Tune's ResultGrid.
     """
     search = load_search(search_file, bindings)
     if num_samples is not None:
         if num_samples < 1:
             raise ConfigError(f"--num-samples={num_samples} must be a positive integer.")
         search.settings.num_samples = num_samples
-    if not ray.is_initialized():
-        ray.init(address=address)  # None starts a local Ray; 'auto' or host:port joins a cluster
-    resources, concurrent = trial_resources(search.settings, ray.cluster_resources())
     root = storage_root(storage)
+    restore = latest_search_dir(root, search.name) if resume else None  # fail before Ray starts
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address)  # None starts a local Ray; 'auto' or host:port joins a cluster
+    try:
+        return _fit(search, root, restore, callback, log)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _fit(search: Search, root: str, restore: str | None, callback, log) -> dict:
+    resources, concurrent = trial_resources(search.settings, ray.cluster_resources())
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, base_config=search.base_config, workdir=os.getcwd(), callback=callback),
         resources)
-    if resume:
-        path = latest_search_dir(root, search.name)
-        log(f"resuming {path}")
-        tuner = tune.Tuner.restore(path, trainable, resume_errored=True)
+    if restore:
+        log(f"resuming {restore}")
+        tuner = tune.Tuner.restore(restore, trainable, resume_errored=True)
     else:
-        name = f"{search.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        name = new_search_name(root, search.name)
         log(f"search {name}: {search.settings.num_samples} samples, up to {concurrent} at once, "
             f"each with {resources}; optimizing {search.metric} ({search.mode}); results in {root}/{name}")
         tuner = tune.Tuner(trainable, param_space=search.settings.param_space(),
@@ -175,7 +203,7 @@ def best_config(checkpoint, search: Search, header: str) -> str:
     with checkpoint.as_directory() as saved:
         text = (Path(saved) / CONFIG).read_text()
     # Trials bind the device Ray gave them; best.gin should run wherever `gnn1000 train` runs it.
-    text = re.sub(r"^experiment\.device = .*$", f"experiment.device = {search.device!r}", text, flags=re.M)
+    text = re.sub(r"^experiment\.device = .*$", f"experiment.device = {search.device!r}", text, flags=re.MULTILINE)
     return header + text
 
 
@@ -188,16 +216,16 @@ def report(grid, search: Search, log: Callable[[str], None]) -> dict:
     shown.to_csv(out / RESULTS, index=False)
     with pd.option_context("display.width", 200, "display.max_columns", None):
         log(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    paths = {"results": out / RESULTS, "table": shown, "grid": grid, "best": None}
+    outcome = {"results": out / RESULTS, "table": shown, "grid": grid, "best": None}
     finished = table[table[search.metric].notna() & (table["status"] != "error")]
     if finished.empty:
         log("no trial finished without an error; see the errors above (continue with --resume)")
-        return paths
+        return outcome
     top = finished.iloc[0]
     header = (f"# Best trial {top['trial']} of search {search.name}: {search.metric} {top[search.metric]:.4f} "
               f"at epoch {top['best epoch']}.\n# Re-run it with: gnn1000 train {out / BEST_CONFIG}\n\n")
     (out / BEST_CONFIG).write_text(best_config(top["checkpoint"], search, header))
-    paths["best"] = out / BEST_CONFIG
+    outcome["best"] = out / BEST_CONFIG
     log(f"best trial {top['trial']}: {search.metric} {top[search.metric]:.4f}; config: {out / BEST_CONFIG}; "
         f"table: {out / RESULTS}")
-    return paths
+    return outcome

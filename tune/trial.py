@@ -19,7 +19,8 @@ import torch
 from ray import tune
 
 from gnn1000 import config as gin_config
-from gnn1000.tune.space import SearchConfig, bindings_for  # noqa: F401  registers `search` with gin
+from gnn1000.tune.space import bindings_for  # the module also registers `search`, which trial configs bind
+
 
 def trial_device() -> str:
     """'cuda' (the GPU Ray gave this trial, the only one it sees) or 'cpu' without one or without CUDA."""
