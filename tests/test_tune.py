@@ -6,6 +6,7 @@ Trials run the tiny built-in dataset for a few epochs; one Ray session serves th
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -88,14 +89,14 @@ class CrashAt:
 
 
 class RecordDevice:
-    """Write which Ray GPU ids and torch device each trial had, and when each epoch ended."""
+    """Write each trial's Ray GPU ids, torch device and working directory, and when each epoch ended."""
 
     def __init__(self, directory: Path):
         self.directory = str(directory)
 
     def __call__(self, experiment, record):
         entry = {"run": str(experiment.run.path), "gpu_ids": [str(i) for i in ray.get_gpu_ids()],
-                 "device": str(experiment.device), "time": time.time()}
+                 "device": str(experiment.device), "cwd": os.getcwd(), "time": time.time()}
         path = Path(self.directory) / "devices.jsonl"
         with open(path, "a") as f:
             f.write(json.dumps(entry) + "\n")
@@ -263,5 +264,6 @@ def test_each_concurrent_trial_gets_its_own_gpu_and_runs_on_cpu_without_cuda(tmp
     assert all(len(ids) == 1 and len(next(iter(ids))) == 1 for ids in gpu_ids)  # one GPU per trial
     assert gpu_ids[0] != gpu_ids[1]  # ... and not the same one
     assert {e["device"] for e in entries} == {"cpu"}  # Ray's GPU id, but no CUDA here: CPU
+    assert {e["cwd"] for e in entries} == {os.getcwd()}  # relative paths mean what they mean here
     first, second = ([e["time"] for e in run] for run in by_run.values())
     assert min(first) < max(second) and min(second) < max(first)  # they ran at the same time
