@@ -57,7 +57,8 @@ def ray_session():
         if ray.is_initialized() and ray.cluster_resources().get("GPU", 0) == num_gpus:
             return
         ray.shutdown()
-        ray.init(num_cpus=2, num_gpus=num_gpus, include_dashboard=False, log_to_driver=False)
+        # "local": a fresh Ray of our own, never a cluster another process left running here.
+        ray.init(address="local", num_cpus=2, num_gpus=num_gpus, include_dashboard=False, log_to_driver=False)
 
     yield start
     ray.shutdown()
@@ -153,6 +154,15 @@ def test_a_typo_in_a_searched_binding_fails_before_any_trial(tmp_path):
     path = tiny_search(tmp_path)
     with pytest.raises(ConfigError, match="Did you mean dropout"):
         load_search(path, ["search.space = {'resgnn.dropuot': ('uniform', 0.0, 0.5)}"])
+
+
+def test_cli_errors_name_the_problem_before_ray_starts(tmp_path, capsys):
+    ray_was_running = ray.is_initialized()
+    assert cli.main(["tune", "tune/resgn"]) == 2
+    assert "Did you mean tune/resgnn" in capsys.readouterr().err
+    assert cli.main(["tune", str(tiny_search(tmp_path)), "--resume", "--storage", str(tmp_path / "none")]) == 2
+    assert "no search 'search' to resume" in capsys.readouterr().err
+    assert ray.is_initialized() == ray_was_running
 
 
 def test_sampled_values_become_gin_bindings_that_parse():
