@@ -8,6 +8,7 @@ trial copies it back and continues with ``Experiment.fit(resume=True)``, as ``gn
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -62,6 +63,8 @@ def train_trial(params: dict, *, base_config: str, workdir: str,
         experiment.fit(resume=resume)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the search's folder goes with its last trial
+            run_dir.parent.rmdir()
 
 
 def _restore_run_dir(run_dir: Path) -> bool:
