@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--bind", action="append", default=[], metavar="'KEY=VALUE'",
                       help="a gin binding applied to every trial, e.g. 'experiment.epochs = 20' (repeatable)")
     tune.add_argument("--num-samples", type=int, help="how many configs to sample (default: search.num_samples)")
-    tune.add_argument("--address", help="join a running Ray cluster ('auto' or HOST:PORT); default: start Ray here")
+    tune.add_argument("--address", help="join a running Ray cluster ('auto' or HOST:PORT); default: the "
+                                        "cluster 'ray start' runs on this machine, else a new local Ray")
     tune.add_argument("--storage", help="where trials and checkpoints go; shared by every node of a cluster "
                                         "(an NFS path or s3://...); default: runs/tune")
     tune.add_argument("--resume", action="store_true",
