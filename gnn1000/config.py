@@ -158,6 +158,8 @@ def _parameters_of(selector: str) -> list[str] | None:
 def _explain_gin_error(exc: Exception) -> str:
     message = str(exc)
     unknown = re.search(r"No configurable matching (?:reference )?'@?([\w.]+)", message)
+    if unknown and unknown.group(1) == "search":
+        return f"{message} 'search.*' bindings make a Ray Tune search file: run it with 'gnn1000 tune FILE'."
     if unknown:
         name = unknown.group(1).split(".")[-1]
         close = did_you_mean(name, _all_gin_names())

@@ -91,3 +91,8 @@ def test_invalid_experiment_values_are_rejected():
     config.load("default", ["experiment.epochs = 0"])
     with pytest.raises(ConfigError, match="epochs=0 must be a positive integer"):
         ExperimentConfig()
+
+
+def test_a_search_file_given_to_train_points_to_gnn1000_tune():
+    with pytest.raises(ConfigError, match="run it with 'gnn1000 tune FILE'"):
+        config.load("tune/resgnn")
