@@ -158,8 +158,6 @@ def _parameters_of(selector: str) -> list[str] | None:
 def _explain_gin_error(exc: Exception) -> str:
     message = str(exc)
     unknown = re.search(r"No configurable matching (?:reference )?'@?([\w.]+)", message)
-    if unknown and unknown.group(1) == "search":
-        return f"{message} 'search.*' bindings make a Ray Tune search file: run it with 'gnn1000 tune FILE'."
     if unknown:
         name = unknown.group(1).split(".")[-1]
         close = did_you_mean(name, _all_gin_names())
@@ -181,8 +179,12 @@ class LoadedConfig:
     bindings: list[str]
 
 
-def load(config: str | Path | None = DEFAULT_CONFIG, bindings: list[str] | tuple[str, ...] = ()) -> LoadedConfig:
-    """Clear gin, then parse one config (a path or a shipped name) and ``key=value`` bindings."""
+def load(config: str | Path | None = DEFAULT_CONFIG, bindings: list[str] | tuple[str, ...] = (), *,
+         search: bool = False) -> LoadedConfig:
+    """Clear gin, then parse one config (a path or a shipped name) and ``key=value`` bindings.
+
+    ``search``: the config may hold a Ray Tune search (``search.*``); only ``gnn1000 tune`` reads those.
+    """
     gin.clear_config()
     path = find_config(config) if config is not None else None
     bindings = list(bindings)
@@ -191,6 +193,9 @@ def load(config: str | Path | None = DEFAULT_CONFIG, bindings: list[str] | tuple
             raise ConfigError(f"Binding {binding!r} is not of the form 'configurable.parameter = value'.")
     selectors = _selectors(_read_with_resolved_includes(path), str(path)) if path else []
     selectors += _selectors("\n".join(bindings), "--bind")
+    if not search and "search" in {selector.split(".")[-1] for selector in selectors}:
+        raise ConfigError(f"{path or 'The bindings'} set 'search.*': that makes a Ray Tune search file; "
+                          "run it with 'gnn1000 tune FILE'.")
     _import_named_plugins(selectors)
     files = [f"{_RESOLVED}{path}"] if path else []
     try:

@@ -94,5 +94,7 @@ def test_invalid_experiment_values_are_rejected():
 
 
 def test_a_search_file_given_to_train_points_to_gnn1000_tune():
+    import gnn1000.tune.space  # noqa: F401  registers `search` with gin, as in a process that tunes
+
     with pytest.raises(ConfigError, match="run it with 'gnn1000 tune FILE'"):
         config.load("tune/resgnn")

@@ -51,7 +51,7 @@ def load_search(path: str | Path, bindings: list[str] | tuple[str, ...] = ()) ->
     """Parse a search file (path or shipped name like 'tune/resgnn') and check it before any trial runs."""
     from gnn1000.experiment import ExperimentConfig
 
-    loaded = gin_config.load(path, bindings)
+    loaded = gin_config.load(path, bindings, search=True)
     settings = SearchConfig()
     base_config = gin.config_str()
     check_group_divisibility(settings.space, _bound)
@@ -59,7 +59,7 @@ def load_search(path: str | Path, bindings: list[str] | tuple[str, ...] = ()) ->
     # Parse one sample, so a typo in a searched binding fails here, not in every trial.
     sample = {key: domain.sample() if hasattr(domain, "sample") else domain["grid_search"][0]
               for key, domain in settings.param_space().items()}
-    gin_config.load(None, [base_config, *bindings_for(sample)])
+    gin_config.load(None, [base_config, *bindings_for(sample)], search=True)
     task = resolve("datasets", experiment.dataset)().task
     return Search(name=loaded.name, base_config=base_config, settings=settings, epochs=experiment.epochs,
                   device=experiment.device, metric=f"valid_{task.metric}",

@@ -48,7 +48,8 @@ def train_trial(params: dict, *, base_config: str, workdir: str,
     run_dir = Path(tempfile.gettempdir()) / "gnn1000-tune" / context.get_experiment_name() / context.get_trial_id()
     if os.path.isdir(workdir):  # on another node without the same path, stay in the trial directory
         os.chdir(workdir)
-    gin_config.load(None, [base_config, *bindings_for(params), f"experiment.device = {trial_device()!r}"])
+    gin_config.load(None, [base_config, *bindings_for(params), f"experiment.device = {trial_device()!r}"],
+                    search=True)
 
     resume = _restore_run_dir(run_dir)
     experiment = Experiment(run_dir, progress=False, log=print)
