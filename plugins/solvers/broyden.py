@@ -2,7 +2,8 @@
 
 The whole state (every node of the graph) is one vector. The inverse Jacobian of g(z) = f(z) - z
 starts at -I and gains one rank-one term per iteration, so memory grows with iterations (2 vectors
-each), never with depth; ``memory`` caps the terms kept (the oldest is overwritten).
+each), never with depth; ``memory`` caps the terms kept (when full, the approximation restarts
+from -I).
 """
 
 from __future__ import annotations
@@ -52,12 +53,13 @@ class Broyden(Solver):
                 return
             gx_new = fx_new - x_new
             dx, dg = x_new - x, gx_new - gx
+            if stored == rank:  # restart from B = -I: overwriting only the oldest term can diverge
+                stored = 0
             vT = rmatvec(dx)
             denom = vT @ dg
             if denom.abs() > 1e-30:  # a zero denominator means no new curvature: keep B
                 u = (dx - matvec(dg)) / denom
-                slot = stored if stored < rank else tracker.iterations % rank
-                U[slot], V[slot] = u, vT
-                stored = min(stored + 1, rank)
+                U[stored], V[stored] = u, vT
+                stored += 1
             x, gx = x_new, gx_new
             update = -matvec(gx)
