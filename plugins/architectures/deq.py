@@ -149,6 +149,7 @@ class DEQGNN(torch.nn.Module):
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
                 batch: Tensor | None = None) -> Tensor:
+        self.solver_stats = {"forward": None, "backward": None}
         inj = self.encoder(x)
         # One dropout mask for every application of f: f must be the same function at each iterate.
         mask = F.dropout(torch.ones_like(inj), self.dropout, True) if self.training and self.dropout > 0 else None
@@ -174,7 +175,6 @@ class DEQGNN(torch.nn.Module):
         return z
 
     def _equilibrium(self, f, inj: Tensor) -> Tensor:
-        self.solver_stats = {"forward": None, "backward": None}
         z_star = self._solve("forward", self.solver, f, torch.zeros_like(inj), self.fwd_tol, self.fwd_max_iter)
         if not torch.is_grad_enabled():
             return f(z_star)
