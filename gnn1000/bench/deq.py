@@ -6,7 +6,7 @@
 2. Peak memory of one DEQGNN training step (forward solve, backward solve, optimizer step) as the
    number of solver iterations grows (tol = 0 forces every iteration), beside the unrolled
    weight-tied model that backpropagates through every iteration. Each point runs in a fresh
-   process, because CPU peak memory (gnn1000.memory.peak_mb: peak RSS) cannot be reset.
+   process, so that no point inherits another's allocations.
 """
 
 from __future__ import annotations
@@ -48,14 +48,17 @@ def _counted(f):
     return wrapped
 
 
-def _median_time(fn, repeats: int) -> tuple[float, object]:
-    fn()  # warm-up: first calls pay one-off allocation and dispatch costs
-    times, result = [], None
+def _side_by_side(ours, theirs, repeats: int):
+    """Median seconds of each, timed alternately so that load on the machine hits both alike."""
+    ours(), theirs()  # warm-up: first calls pay one-off allocation and dispatch costs
+    times = ([], [])
+    results = [None, None]
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+        for i, fn in enumerate((ours, theirs)):
+            start = time.perf_counter()
+            results[i] = fn()
+            times[i].append(time.perf_counter() - start)
+    return statistics.median(times[0]), results[0], statistics.median(times[1]), results[1]
 
 
 def compare_with_torchdeq(num_nodes: int = 2000, channels: int = 64, avg_degree: int = 10, tol: float = 1e-4,
@@ -90,8 +93,8 @@ def compare_with_torchdeq(num_nodes: int = 2000, channels: int = 64, avg_degree:
             z, _, info = broyden_solver(counted, flat0, max_iter=max_iter, tol=tol, stop_mode=stop_mode)
         return counted.calls, bool(info[f"{stop_mode}_lowest"].max() < tol), float(info[f"{stop_mode}_lowest"].max())
 
-    ours_s, (ours_calls, ours_conv, ours_res) = _median_time(ours, repeats)
-    theirs_s, (theirs_calls, theirs_conv, theirs_res) = _median_time(theirs, repeats)
+    ours_s, (ours_calls, ours_conv, ours_res), theirs_s, (theirs_calls, theirs_conv, theirs_res) = \
+        _side_by_side(ours, theirs, repeats)
 
     # Implicit gradients of the same loss with respect to every parameter.
     target = torch.randn(num_nodes, channels, generator=torch.Generator().manual_seed(1))
@@ -117,8 +120,7 @@ def compare_with_torchdeq(num_nodes: int = 2000, channels: int = 64, avg_degree:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ours_bwd_s, g_ours = _median_time(ours_grad, repeats)
-        theirs_bwd_s, g_theirs = _median_time(theirs_grad, repeats)
+        ours_bwd_s, g_ours, theirs_bwd_s, g_theirs = _side_by_side(ours_grad, theirs_grad, repeats)
     a, b = torch.cat([x.flatten() for x in g_ours]), torch.cat([x.flatten() for x in g_theirs])
     return {
         "problem": f"DEQGNN block (GEN, LayerNorm), synthetic-proteins {num_nodes} nodes, {g.num_edges} edges, "
@@ -133,10 +135,51 @@ def compare_with_torchdeq(num_nodes: int = 2000, channels: int = 64, avg_degree:
     }
 
 
+class _StepPeak:
+    """Peak memory of a code region above the memory in use when it starts, in MB.
+
+    CUDA: the allocator's counters. CPU: Linux's peak RSS (VmHWM), reset through /proc/self/clear_refs
+    after returning freed heap to the OS, so the data generation before the step does not count;
+    elsewhere the process-wide peak (gnn1000.memory.peak_mb) stands in.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.linux = device.type == "cpu" and os.path.exists("/proc/self/clear_refs")
+
+    @staticmethod
+    def _status_mb(field: str) -> float:
+        with open("/proc/self/status") as f:
+            line = next(line for line in f if line.startswith(field + ":"))
+        return int(line.split()[1]) / 1024  # kB
+
+    def __enter__(self):
+        from gnn1000 import memory
+
+        if self.device.type == "cuda":
+            memory.reset_peak(self.device)
+            self.before = torch.cuda.memory_allocated(self.device) / 2**20
+        elif self.linux:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset the peak RSS to the current RSS
+            self.before = self._status_mb("VmRSS")
+        else:
+            self.before = memory.peak_mb(self.device)
+        return self
+
+    def __exit__(self, *exc):
+        from gnn1000 import memory
+
+        peak = self._status_mb("VmHWM") if self.linux else memory.peak_mb(self.device)
+        self.mb = peak - self.before
+
+
 def _memory_child(mode: str, iterations: int, num_nodes: int, channels: int, avg_degree: int) -> dict:
-    """One training step in this (fresh) process; peak memory above what existed before the step."""
+    """One training step in this (fresh) process; its peak memory above what was in use before it."""
     from gnn1000 import config as gin_config
-    from gnn1000 import memory
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if mode == "unrolled":
@@ -152,17 +195,15 @@ def _memory_child(mode: str, iterations: int, num_nodes: int, channels: int, avg
         model.num_layers = iterations
     model, g = model.to(device), g.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    memory.reset_peak(device)
-    before = memory.peak_mb(device) if device.type == "cpu" else torch.cuda.memory_allocated(device) / 2**20
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _StepPeak(device) as peak:
         warnings.simplefilter("ignore")
         start = time.perf_counter()
         loss = model(g.x, g.edge_index, g.edge_attr).square().mean()
         loss.backward()
         opt.step()
         seconds = time.perf_counter() - start
-    return {"mode": mode, "iterations": iterations, "step_peak_mb": memory.peak_mb(device) - before,
-            "seconds": seconds, "device": str(device)}
+    return {"mode": mode, "iterations": iterations, "step_peak_mb": peak.mb, "seconds": seconds,
+            "device": str(device)}
 
 
 def measure_memory(mode: str, iterations: int, num_nodes: int, channels: int, avg_degree: int) -> dict:
@@ -205,8 +246,8 @@ def print_comparison(r: dict) -> None:
 
 
 def print_memory(rows: list[dict]) -> None:
-    print(f"\npeak memory of one training step above the pre-step level ({rows[0]['device']}; "
-          f"on CPU the figure is peak RSS, so small differences are allocator noise)")
+    print(f"\npeak memory of one training step above the memory in use before it ({rows[0]['device']}; "
+          f"on CPU: peak RSS, so differences of a few MB are allocator noise)")
     print(f"{'model':22}{'iterations':>11}{'step peak MB':>14}{'seconds':>10}")
     for r in rows:
         print(f"{r['mode']:22}{r['iterations']:>11}{r['step_peak_mb']:>14.1f}{r['seconds']:>10.2f}")

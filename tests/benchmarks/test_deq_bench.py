@@ -35,12 +35,12 @@ def test_broyden_against_torchdeq(benchmark, capsys):
 
 @pytest.mark.slow
 def test_training_step_memory_does_not_grow_with_solver_iterations(capsys):
-    rows = bench.memory_table(iterations=(10, 80), unrolled_iterations=(3, 9),
+    rows = bench.memory_table(iterations=(10, 40), unrolled_iterations=(3, 9),
                               modes=("anderson", "broyden-memory-8"), num_nodes=4000, channels=32)
     with capsys.disabled():
         bench.print_memory(rows)
     unrolled = bench.growth_per_iteration(rows, "unrolled")
     assert unrolled > 1.0  # backpropagating through every iteration costs MBs per iteration here
     for mode in ("anderson", "broyden-memory-8"):
-        # Bounded-history solvers: 8x the iterations, no growth beyond allocator noise.
+        # Bounded-history solvers: 4x the iterations, no growth beyond allocator noise.
         assert bench.growth_per_iteration(rows, mode) < 0.1 * unrolled, mode
