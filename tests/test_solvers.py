@@ -104,6 +104,8 @@ def test_bad_solve_arguments_are_config_errors():
         solver.solve(torch.cos, torch.zeros(2), 1e-3, 0, "abs")
     with pytest.raises(ConfigError, match="anderson.m=0"):
         build_solver("anderson").__class__(m=0)
+    with pytest.raises(ConfigError, match="anderson.lam=0.*positive"):
+        build_solver("anderson").__class__(lam=0)
 
 
 def test_solver_options_come_from_gin():

@@ -10,6 +10,11 @@ Warm-up: for the first ``pretrain_epochs`` epochs the model is the unrolled weig
 reasonable f. The model learns the epoch through ``set_epoch(epoch)`` (1-based; the experiment
 loop calls it before each epoch, like a DistributedSampler's); the epoch is a buffer, so a
 checkpoint restores the mode with the weights.
+
+Monitoring: ``model.solver_stats`` holds the last forward and backward ``SolverStats``;
+``pop_metrics()`` (once per epoch, from the experiment loop) returns deq_warmup and, for
+deq_fwd_* and deq_bwd_*: solves, nonconverged, mean iterations, abs_residual and rel_residual.
+A solve that misses its tolerance returns its best iterate and warns once per epoch.
 """
 
 from __future__ import annotations

@@ -23,8 +23,9 @@ class Anderson(Solver):
     def __init__(self, m: int = 5, lam: float = 1e-4, beta: float = 1.0):
         if not isinstance(m, int) or m < 1:
             raise ConfigError(f"anderson.m={m!r} must be a positive integer (the history length).")
-        if not lam >= 0:
-            raise ConfigError(f"anderson.lam={lam!r} must be non-negative.")
+        if not lam > 0:
+            raise ConfigError(f"anderson.lam={lam!r} must be positive: it keeps the mixing system solvable "
+                              f"when the history holds repeated iterates (1e-4 is a good start).")
         if not 0.0 < beta <= 1.0:
             raise ConfigError(f"anderson.beta={beta!r} must be in (0, 1].")
         self.m, self.lam, self.beta = m, float(lam), float(beta)

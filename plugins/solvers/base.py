@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from gnn1000.errors import ConfigError, Gnn1000Error
+from gnn1000.registry import resolve
 
 STOP_MODES = ("abs", "rel")
 _EPS = 1e-9  # keeps the relative residual finite when f(z) is zero
@@ -120,8 +121,6 @@ class Solver:
 
 def build_solver(solver) -> Solver:
     """A solver instance from a registry name, a registered class, or an instance."""
-    from gnn1000.registry import resolve
-
     obj = resolve("solvers", solver)
     if isinstance(obj, type):
         obj = obj()
