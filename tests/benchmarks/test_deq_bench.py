@@ -16,7 +16,7 @@ pytest.importorskip("torchdeq")
 
 
 def test_broyden_against_torchdeq(benchmark, capsys):
-    result = bench.compare_with_torchdeq(num_nodes=600, channels=32, tol=1e-4, max_iter=100, repeats=1)
+    result = bench.compare_with_torchdeq(num_nodes=600, channels=64, tol=1e-4, max_iter=100, repeats=1)
     with capsys.disabled():
         print()
         bench.print_comparison(result)
@@ -26,7 +26,7 @@ def test_broyden_against_torchdeq(benchmark, capsys):
     assert abs(result["ours_f_evals"] - result["torchdeq_f_evals"]) <= 3
     assert result["grad_rel_diff"] < 1e-2 and result["grad_cosine"] > 0.9999
 
-    model, g = bench.problem(600, 32, 10)
+    model, g = bench.problem(600, 64, 10)
     inj = model.encoder(g.x).detach()
     z, stats = benchmark(Broyden().solve, lambda z: model.block(z, inj, g.edge_index, g.edge_attr),
                          torch.zeros_like(inj), 1e-4, 100, "rel")
