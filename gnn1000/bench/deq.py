@@ -195,15 +195,22 @@ def _memory_child(mode: str, iterations: int, num_nodes: int, channels: int, avg
         model.num_layers = iterations
     model, g = model.to(device), g.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    saved = {}
+
+    def pack(t):  # what the autograd graph keeps for backward, one entry per storage
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
     with warnings.catch_warnings(), _StepPeak(device) as peak:
         warnings.simplefilter("ignore")
         start = time.perf_counter()
-        loss = model(g.x, g.edge_index, g.edge_attr).square().mean()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = model(g.x, g.edge_index, g.edge_attr).square().mean()
         loss.backward()
         opt.step()
         seconds = time.perf_counter() - start
-    return {"mode": mode, "iterations": iterations, "step_peak_mb": peak.mb, "seconds": seconds,
-            "device": str(device)}
+    return {"mode": mode, "iterations": iterations, "step_peak_mb": peak.mb,
+            "autograd_mb": sum(saved.values()) / 2**20, "seconds": seconds, "device": str(device)}
 
 
 def measure_memory(mode: str, iterations: int, num_nodes: int, channels: int, avg_degree: int) -> dict:
@@ -223,9 +230,9 @@ def memory_table(iterations=(10, 40, 160), unrolled_iterations=(4, 8, 16), modes
     return rows
 
 
-def growth_per_iteration(rows: list[dict], mode: str) -> float:
-    """MB of extra step peak per extra solver iteration, from the fewest to the most iterations."""
-    pts = sorted((r["iterations"], r["step_peak_mb"]) for r in rows if r["mode"] == mode)
+def growth_per_iteration(rows: list[dict], mode: str, key: str = "step_peak_mb") -> float:
+    """MB of extra ``key`` per extra solver iteration, from the fewest to the most iterations."""
+    pts = sorted((r["iterations"], r[key]) for r in rows if r["mode"] == mode)
     (i0, m0), (i1, m1) = pts[0], pts[-1]
     return (m1 - m0) / (i1 - i0)
 
@@ -248,16 +255,17 @@ def print_comparison(r: dict) -> None:
 def print_memory(rows: list[dict]) -> None:
     print(f"\npeak memory of one training step above the memory in use before it ({rows[0]['device']}; "
           f"on CPU: peak RSS, so differences of a few MB are allocator noise)")
-    print(f"{'model':22}{'iterations':>11}{'step peak MB':>14}{'seconds':>10}")
+    print("(autograd MB: tensors the autograd graph saves for backward, counted exactly)")
+    print(f"{'model':22}{'iterations':>11}{'step peak MB':>14}{'autograd MB':>13}{'seconds':>10}")
     for r in rows:
-        print(f"{r['mode']:22}{r['iterations']:>11}{r['step_peak_mb']:>14.1f}{r['seconds']:>10.2f}")
+        print(f"{r['mode']:22}{r['iterations']:>11}{r['step_peak_mb']:>14.1f}{r['autograd_mb']:>13.1f}"
+              f"{r['seconds']:>10.2f}")
     modes = dict.fromkeys(r["mode"] for r in rows)
-    print("growth per extra iteration (MB):  " + ",  ".join(
-        f"{m} {growth_per_iteration(rows, m):.2f}" for m in modes))
-    unrolled = growth_per_iteration(rows, "unrolled")
-    for m in modes:
-        if m != "unrolled":
-            print(f"  {m}: {growth_per_iteration(rows, m) / unrolled:.3f} x the unrolled model's growth")
+    for key, label in (("step_peak_mb", "step peak"), ("autograd_mb", "autograd")):
+        unrolled = growth_per_iteration(rows, "unrolled", key)
+        print(f"{label} growth per extra iteration, MB (ratio to unrolled):  " + ",  ".join(
+            f"{m} {growth_per_iteration(rows, m, key):.2f} ({growth_per_iteration(rows, m, key) / unrolled:.3f})"
+            for m in modes))
 
 
 def main(argv: list[str] | None = None) -> int:

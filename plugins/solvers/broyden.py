@@ -8,8 +8,6 @@ from -I).
 
 from __future__ import annotations
 
-import torch
-
 from gnn1000.errors import ConfigError
 from gnn1000.registry import register
 
