@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import warnings
 
-import gin
 import pytest
 import torch
 from torch_geometric.utils import erdos_renyi_graph
@@ -17,12 +16,6 @@ from gnn1000.registry import register, resolve
 # Tests about something other than convergence use default thresholds a random model may miss.
 pytestmark = pytest.mark.filterwarnings("ignore::gnn1000.plugins.architectures.deq.SolverConvergenceWarning")
 
-
-@pytest.fixture(autouse=True)
-def _clear_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
 
 
 def graph(n=60, in_channels=5, edge_dim=4, dtype=torch.float32, seed=0):

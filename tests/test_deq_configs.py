@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gin
 import pytest
 import torch
 
@@ -11,12 +10,6 @@ from gnn1000.experiment import ExperimentConfig
 from gnn1000.plugins.architectures.deq import DEQGNN
 from gnn1000.registry import resolve
 
-
-@pytest.fixture(autouse=True)
-def _clear_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
 
 
 @pytest.mark.filterwarnings("ignore::gnn1000.plugins.architectures.deq.SolverConvergenceWarning")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import warnings
 
-import gin
 import pytest
+
+from conftest import bind_args
 
 from gnn1000 import config as gin_config
 from gnn1000.cli import main
@@ -16,15 +17,9 @@ BINDINGS = [
     "experiment.architecture = 'deq'", "experiment.epochs = 12", "experiment.lr = 0.01",
     "synthetic_proteins.num_nodes = 400", "synthetic_proteins.num_tasks = 8",
     "deq.hidden_channels = 32", "deq.num_layers = 3", "deq.pretrain_epochs = 1",
-    "deq.fwd_max_iter = 20", "deq.bwd_max_iter = 20",
+    "deq.fwd_max_iter = 20", "deq.bwd_max_iter = 20", "experiment.device = 'cpu'",
 ]
 
-
-@pytest.fixture(autouse=True)
-def _clear_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
 
 
 @pytest.mark.filterwarnings("ignore::gnn1000.plugins.architectures.deq.SolverConvergenceWarning")
@@ -32,12 +27,9 @@ def test_deq_trains_through_the_cli_above_the_untrained_model_with_solver_stats(
     gin_config.load("default", BINDINGS)
     untrained = Experiment(tmp_path / "untrained", progress=False).evaluate()["test_rocauc"]
 
-    args = ["train", "--run-dir", str(tmp_path / "run"), "--no-progress"]
-    for binding in BINDINGS:
-        args += ["--bind", binding]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert main(args) == 0
+        assert main(["train", "--run-dir", str(tmp_path / "run"), "--no-progress", *bind_args(BINDINGS)]) == 0
 
     run = RunDir(tmp_path / "run")
     summary = json.loads(run.summary.read_text())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import textwrap
 
-import gin
 import pytest
 import torch
 
@@ -17,12 +16,6 @@ from gnn1000.plugins.solvers.base import SolverDivergedError, SolverStats, build
 SOLVERS = ["broyden", "anderson", "fixed_point"]
 DOTTIE = 0.7390851332151607  # the unique real solution of z = cos(z)
 
-
-@pytest.fixture(autouse=True)
-def _clear_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
 
 
 def affine_contraction(n: int, max_eig: float, seed: int = 0):
