@@ -32,6 +32,19 @@ class Encoded(torch.nn.Module):
         return self.model(x, edge_index, edge_attr, batch)
 
 
+class NodeIdEmbedding(torch.nn.Module):
+    """A learnable vector per node, for graphs without node features: ``x`` holds node ids."""
+
+    def __init__(self, num_nodes: int, dim: int):
+        super().__init__()
+        self.embedding = torch.nn.Embedding(num_nodes, dim)
+        # Small, so an unlabelled node's own untrained vector does not drown what its neighbours carry.
+        torch.nn.init.normal_(self.embedding.weight, std=0.01)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.embedding(x.view(-1))
+
+
 def wrap(model: torch.nn.Module, encoders: Encoders) -> torch.nn.Module:
     """The model itself when the dataset needs no encoder, else the model behind its encoders."""
     return Encoded(model, encoders) if encoders.node or encoders.edge else model

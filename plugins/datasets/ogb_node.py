@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch_geometric.transforms import ToUndirected
 from torch_geometric.utils import scatter
 
-from gnn1000.data import NodeTaskData
+from gnn1000.data import Encoders, NodeTaskData
 from gnn1000.errors import ConfigError
 from gnn1000.registry import register
 
@@ -27,17 +27,18 @@ BLOGCATALOG_META = {
 
 
 def ogb_node_data(name: str, meta_dict: dict | None = None, *, undirected: bool = False,
-                  node_features: str = "degree") -> NodeTaskData:
+                  node_features: str = "embedding", embedding_dim: int = 64) -> NodeTaskData:
     """Any OGB node dataset: graph, split masks and task; featureless graphs get derived features."""
     dataset = open_ogb(name, "node", meta_dict)
     graph = dataset[0]
     if undirected:
         graph = ToUndirected()(graph)
-    if graph.x is None:
-        graph.x = derive_node_features(graph, node_features)
+    encoders = Encoders()
+    if graph.x is None and name != "ogbn-proteins":  # proteins derives its own, from edge features
+        graph.x, encoders = derive_node_features(graph, node_features, embedding_dim)
     split_masks(graph, dataset.get_idx_split())
     task = task_from_meta(name, dataset.meta_info, evaluator=meta_dict is None)
-    return NodeTaskData(name=name, graph=graph, task=task)
+    return NodeTaskData(name=name, graph=graph, task=task, encoders=encoders)
 
 
 @register("datasets", "ogbn-proteins")
@@ -69,8 +70,10 @@ def ogbn_products() -> NodeTaskData:
 
 
 @register("datasets", "blogcatalog")
-def blogcatalog(node_features: str = "degree") -> NodeTaskData:
+def blogcatalog(node_features: str = "embedding", embedding_dim: int = 64) -> NodeTaskData:
     """BlogCatalog in OGB's node layout (``<root>/ogb/blogcatalog``): 39 binary tasks, mean ROC-AUC.
-    OGB does not list it, so it is read through a ``meta_dict``; it has no node features, so they
-    are derived from the graph (``node_features``: 'degree' or 'laplacian')."""
-    return ogb_node_data("blogcatalog", BLOGCATALOG_META, node_features=node_features)
+    OGB does not list it, so it is read through a ``meta_dict``. It has no node features:
+    ``node_features`` 'embedding' learns one ``embedding_dim``-vector per node, 'degree' and
+    'laplacian' derive fixed ones from the graph."""
+    return ogb_node_data("blogcatalog", BLOGCATALOG_META, node_features=node_features,
+                         embedding_dim=embedding_dim)
