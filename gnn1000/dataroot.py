@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from pathlib import Path
 
 import gin
@@ -34,11 +35,17 @@ def data_root() -> Path:
 
 
 def _writable(path: Path) -> bool:
-    """True when the loader can create files in ``path`` and every folder below it."""
+    """True when ``path`` and every folder below it may be written (or it may be created).
+
+    Write bits count, not just ``os.access``: as root, access() says yes to a read-only share.
+    """
+    def ok(d: Path) -> bool:
+        return bool(d.stat().st_mode & stat.S_IWUSR) and os.access(d, os.W_OK)
+
     if not path.exists():
         parent = next((p for p in path.parents if p.exists()), None)
-        return parent is not None and os.access(parent, os.W_OK)
-    return all(os.access(d, os.W_OK) for d in [path, *(p for p in path.rglob("*") if p.is_dir())])
+        return parent is not None and ok(parent)
+    return all(ok(d) for d in [path, *(p for p in path.rglob("*") if p.is_dir())])
 
 
 def writable_root(family: str, folder: str) -> Path:
