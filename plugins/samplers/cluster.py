@@ -28,9 +28,9 @@ def metis_parts(edge_index: torch.Tensor, num_nodes: int, num_parts: int) -> tor
 
     edge_index, _ = remove_self_loops(to_undirected(edge_index.cpu(), num_nodes=num_nodes))
     row, col = edge_index.numpy()  # to_undirected sorts by row: a CSR adjacency
-    xadj = np.concatenate([[0], np.cumsum(np.bincount(row, minlength=num_nodes))])
-    result = pymetis.part_graph(num_parts, xadj=xadj, adjncy=col)
-    return torch.as_tensor(np.asarray(result[1]), dtype=torch.long)
+    starts = np.concatenate([[0], np.cumsum(np.bincount(row, minlength=num_nodes))])
+    partition = pymetis.part_graph(num_parts, pymetis.CSRAdjacency(starts, col))
+    return torch.as_tensor(np.asarray(partition.vertex_part), dtype=torch.long)
 
 
 @register("samplers", "cluster")
