@@ -368,7 +368,8 @@ class Experiment:
             "train_seconds": sum(r["seconds"] for r in history),
             "config": asdict(self.cfg),
         }
-        self.run.summary.write_text(json.dumps(summary, indent=2) + "\n")
+        # default=repr: resolve() lets a config hold a class or factory instead of a registry name
+        self.run.summary.write_text(json.dumps(summary, indent=2, default=repr) + "\n")
         return summary
 
 
