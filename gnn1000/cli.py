@@ -74,6 +74,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from gnn1000.tune import run_search
+
+    result = run_search(args.search, bindings=args.bind, num_samples=args.num_samples, address=args.address,
+                        storage=args.storage, resume=args.resume)
+    return 0 if result["best"] is not None else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gnn1000", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -91,6 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--checkpoint", choices=("best", "last"), default="best")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    tune = sub.add_parser("tune", help="run a Ray Tune search from a search file (e.g. tune/resgnn)")
+    tune.add_argument("search", help="a search .gin path or the name of a shipped one (gnn1000 list)")
+    tune.add_argument("--bind", action="append", default=[], metavar="'KEY=VALUE'",
+                      help="a gin binding applied to every trial, e.g. 'experiment.epochs = 20' (repeatable)")
+    tune.add_argument("--num-samples", type=int, help="how many configs to sample (default: search.num_samples)")
+    tune.add_argument("--address", help="join a running Ray cluster ('auto' or HOST:PORT); default: the "
+                                        "cluster 'ray start' runs on this machine, else a new local Ray")
+    tune.add_argument("--storage", help="where trials and checkpoints go; shared by every node of a cluster "
+                                        "(an NFS path or s3://...); default: runs/tune")
+    tune.add_argument("--resume", action="store_true",
+                      help="continue the latest interrupted run of this search under --storage")
+    tune.set_defaults(func=cmd_tune)
 
     listing = sub.add_parser("list", help="registered components, where they come from, shipped configs")
     listing.add_argument("kind", nargs="?", choices=None, help="one registry kind only")

@@ -235,7 +235,7 @@ class Experiment:
         total, count = 0.0, 0
         batches = self.runner.train_batches()
         for step, (batch, mask) in enumerate(tqdm(batches, desc=f"epoch {self.epoch}", leave=False,
-                                                  disable=not self.progress)):
+                                                  disable=None if self.progress else True)):  # None: off when not a TTY
             n = int(mask.sum())
             if n == 0:
                 continue
@@ -262,7 +262,7 @@ class Experiment:
         else:
             kept = "No epoch had finished, so there is no checkpoint yet"
         raise NonFiniteLossError(
-            f"Training stopped: the {what} is {float(value):g} in epoch {self.epoch}, batch {step}. "
+            f"Training stopped: the {what} is {float(value.detach()):g} in epoch {self.epoch}, batch {step}. "
             f"{kept} after lowering experiment.lr (now {self.cfg.lr:g}) or tightening "
             f"experiment.grad_clip (now {self.cfg.grad_clip})."
         )

@@ -1,0 +1,29 @@
+# `make run`: set up and train the default job. `make test`: set up and run the test suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# A CPU machine gets the local CPU wheel; on a GPU machine use e.g. TORCH_SPEC='torch==2.13.0'
+# from the CUDA index. Installing torch first keeps pip from pulling CUDA wheels as a dependency.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup run test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(BIN)/gnn1000 train
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python -m pytest tests/benchmarks --benchmark-enable
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .benchmarks

@@ -1,0 +1,5 @@
+import sys
+
+from gnn1000.cli import main
+
+sys.exit(main())
