@@ -45,6 +45,6 @@ class NodeIdEmbedding(torch.nn.Module):
         return self.embedding(x.view(-1))
 
 
-def wrap(model: torch.nn.Module, encoders: Encoders) -> torch.nn.Module:
+def wrap(model: torch.nn.Module, encoders: Encoders | None) -> torch.nn.Module:
     """The model itself when the dataset needs no encoder, else the model behind its encoders."""
-    return Encoded(model, encoders) if encoders.node or encoders.edge else model
+    return Encoded(model, encoders) if encoders and (encoders.node or encoders.edge) else model

@@ -107,7 +107,8 @@ def build_model(architecture: str, data) -> torch.nn.Module:
     """The architecture sized for ``data``; graph-level data adds its ``readout``, and categorical
     inputs get the dataset's encoders in front (see :mod:`gnn1000.encoders`)."""
     cls = resolve("architectures", architecture)
-    kwargs = {"readout": data.readout} if data.level == "graph" else {}
+    graph_level = getattr(data, "level", "node") == "graph"
+    kwargs = {"readout": data.readout} if graph_level else {}
     try:
         model = cls(in_channels=data.num_features, out_channels=data.num_outputs,
                     edge_dim=data.edge_dim, **kwargs)
@@ -124,7 +125,7 @@ def build_model(architecture: str, data) -> torch.nn.Module:
             f"for example '{gin_name(architecture)}.hidden_channels = 64' and "
             f"'{gin_name(architecture)}.num_layers = 7'."
         ) from exc
-    return encoders.wrap(model, data.encoders)
+    return encoders.wrap(model, getattr(data, "encoders", None))
 
 
 class NodeLevel:
