@@ -16,7 +16,6 @@ import sys
 from functools import partial
 from pathlib import Path
 
-import pytest
 import torch
 from torch_geometric.nn.models import GCN
 
