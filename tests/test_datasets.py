@@ -156,3 +156,10 @@ def test_graph_level_data_refuses_a_node_sampler(tmp_path):
     data = GraphTaskData("g", dataset=[], split={}, task=Task("binary", 1, "rocauc"))
     with pytest.raises(ConfigError, match="DataLoader"):
         GraphLevel(data, ExperimentConfig(sampler="random_partition"), torch.device("cpu"))
+
+
+def test_an_ogb_folder_without_its_release_file_is_an_error_not_a_prompt(tmp_path, monkeypatch):
+    monkeypatch.setenv("GNN1000_DATA", str(tmp_path))
+    (tmp_path / "ogb" / "blogcatalog" / "raw").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="RELEASE_v1.txt"):
+        resolve("datasets", "blogcatalog")()

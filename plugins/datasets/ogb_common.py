@@ -72,6 +72,11 @@ def open_ogb(name: str, level: str, meta_dict: dict | None = None, **loader_kwar
     folder = meta["dir_path"] if meta_dict else "_".join(name.split("-"))
     expected = expected_files(meta, level)
     on_disk = all((data_root() / FAMILY / folder / f).exists() for f in expected)
+    release = data_root() / FAMILY / folder / expected[0]
+    if release.parent.is_dir() and not release.exists():  # OGB would stop and ask on stdin
+        raise ConfigError(f"{name}: {release.parent} exists but has no {release.name}, so OGB would ask "
+                          f"whether to delete and re-download it. Add the file if the folder holds "
+                          f"OGB's version-{meta['version']} release, or remove the folder.")
     root = writable_root(FAMILY, folder)
     if meta_dict:
         loader_kwargs["meta_dict"] = {**meta, "dir_path": str(root / folder)}
