@@ -131,9 +131,10 @@ def _import_named_plugins(selectors: list[str]) -> None:
 
 def known_configurables() -> dict[str, object]:
     """gin name -> object for the core configurables; registry entries are listed without loading."""
+    from gnn1000.dataroot import settings
     from gnn1000.experiment import ExperimentConfig
 
-    return {"experiment": ExperimentConfig}
+    return {"experiment": ExperimentConfig, "data": settings}
 
 
 def _all_gin_names() -> list[str]:

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import gin
 import torch
+from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
-from gnn1000 import checkpoint, memory
-from gnn1000.data import SPLITS
+from gnn1000 import checkpoint, dataroot, encoders, memory  # noqa: F401  dataroot: gin 'data.*'
+from gnn1000.data import SPLITS, GraphTaskData, NodeTaskData
 from gnn1000.errors import ConfigError, Gnn1000Error, NonFiniteLossError
 from gnn1000.registry import gin_name, resolve
 
@@ -36,10 +37,18 @@ class ExperimentConfig:
     grad_clip: float | None = 1.0
     seed: int = 0
     device: str = "auto"
+    batch_size: int = 32  # graphs per mini-batch, for graph-level datasets
+    graphs_per_epoch: int | None = None  # train on this many random training graphs per epoch
 
     def __post_init__(self):
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise ConfigError(f"experiment.epochs={self.epochs!r} must be a positive integer.")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"experiment.batch_size={self.batch_size!r} must be a positive integer.")
+        if self.graphs_per_epoch is not None and (not isinstance(self.graphs_per_epoch, int)
+                                                  or self.graphs_per_epoch < 1):
+            raise ConfigError(f"experiment.graphs_per_epoch={self.graphs_per_epoch!r} must be a "
+                              f"positive integer, or None for every training graph.")
         if not self.lr > 0:
             raise ConfigError(f"experiment.lr={self.lr!r} must be positive.")
         if self.grad_clip is not None and not self.grad_clip > 0:
@@ -95,10 +104,20 @@ class RunDir:
 
 
 def build_model(architecture: str, data) -> torch.nn.Module:
+    """The architecture sized for ``data``; graph-level data adds its ``readout``, and categorical
+    inputs get the dataset's encoders in front (see :mod:`gnn1000.encoders`)."""
     cls = resolve("architectures", architecture)
+    graph_level = getattr(data, "level", "node") == "graph"
+    kwargs = {"readout": data.readout} if graph_level else {}
     try:
-        return cls(in_channels=data.num_features, out_channels=data.num_outputs, edge_dim=data.edge_dim)
+        model = cls(in_channels=data.num_features, out_channels=data.num_outputs,
+                    edge_dim=data.edge_dim, **kwargs)
     except TypeError as exc:
+        if "readout" in str(exc) and "unexpected keyword" in str(exc):
+            raise ConfigError(
+                f"Architecture {architecture!r} has no 'readout' option, which graph-level dataset "
+                f"{data.name!r} needs to pool node states per graph (OutputHead(readout=...))."
+            ) from exc
         if "required" not in str(exc):
             raise
         raise ConfigError(
@@ -106,6 +125,76 @@ def build_model(architecture: str, data) -> torch.nn.Module:
             f"for example '{gin_name(architecture)}.hidden_channels = 64' and "
             f"'{gin_name(architecture)}.num_layers = 7'."
         ) from exc
+    return encoders.wrap(model, getattr(data, "encoders", None))
+
+
+class NodeLevel:
+    """Predicting the nodes of one graph: the sampler plugin cuts it into batches, and a node's
+    logits are averaged over every batch (and view) it appears in."""
+
+    def __init__(self, data: NodeTaskData, cfg: ExperimentConfig, device: torch.device):
+        self.graph = data.graph.to(device)
+        self.sampler = resolve("samplers", cfg.sampler)()
+
+    def train_batches(self):
+        """(batch, mask of the batch's rows that train)."""
+        for batch in self.sampler.batches(self.graph, train=True):
+            yield batch, batch.train_mask
+
+    def predict(self, forward) -> torch.Tensor:
+        sums = counts = None
+        for batch in self.sampler.batches(self.graph, train=False):
+            out = forward(batch)
+            if sums is None:
+                sums = out.new_zeros(self.graph.num_nodes, out.size(-1))
+                counts = out.new_zeros(self.graph.num_nodes)
+            sums.index_add_(0, batch.n_id, out)
+            counts.index_add_(0, batch.n_id, torch.ones_like(batch.n_id, dtype=out.dtype))
+        return sums / counts.clamp(min=1).unsqueeze(-1)
+
+    def split_predictions(self, forward) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """(logits, labels) of every split."""
+        logits = self.predict(forward)
+        return {split: (logits[self.graph[f"{split}_mask"]], self.graph.y[self.graph[f"{split}_mask"]])
+                for split in SPLITS}
+
+
+class GraphLevel:
+    """Predicting whole graphs: PyG's DataLoader batches them, and ``batch.batch`` tells GraphNorm
+    and the readout which graph each node belongs to. With ``graphs_per_epoch`` an epoch trains on
+    that many random training graphs, and the train score covers the first that many of the split."""
+
+    def __init__(self, data: GraphTaskData, cfg: ExperimentConfig, device: torch.device):
+        if cfg.sampler != "full_batch":
+            raise ConfigError(f"experiment.sampler={cfg.sampler!r}: graph-level dataset {data.name!r} is "
+                              f"batched by PyG's DataLoader (experiment.batch_size); keep 'full_batch'.")
+        self.dataset, self.split, self.device = data.dataset, data.split, device
+        self.batch_size, self.limit = cfg.batch_size, cfg.graphs_per_epoch
+
+    def _loader(self, index: torch.Tensor):
+        for batch in DataLoader(self.dataset[index], batch_size=self.batch_size):
+            yield batch.to(self.device)
+
+    def train_batches(self):
+        index = self.split["train"]
+        index = index[torch.randperm(index.numel())[:self.limit]]
+        for batch in self._loader(index):
+            yield batch, torch.ones(batch.num_graphs, dtype=torch.bool, device=self.device)
+
+    def _predict(self, forward, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outs, ys = [], []
+        for batch in self._loader(index):
+            outs.append(forward(batch))
+            ys.append(batch.y)
+        return torch.cat(outs), torch.cat(ys)
+
+    def predict(self, forward) -> torch.Tensor:
+        return self._predict(forward, torch.arange(len(self.dataset)))[0]
+
+    def split_predictions(self, forward) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        return {split: self._predict(forward, self.split[split][:self.limit] if split == "train"
+                                     else self.split[split])
+                for split in SPLITS}
 
 
 class Experiment:
@@ -123,9 +212,10 @@ class Experiment:
         self.device = pick_device(self.cfg.device)
         self.data = resolve("datasets", self.cfg.dataset)()
         self.task = self.data.task
-        self.graph = self.data.graph.to(self.device)
-        self.sampler = resolve("samplers", self.cfg.sampler)()
+        self.runner = (NodeLevel if self.data.level == "node" else GraphLevel)(self.data, self.cfg, self.device)
         self.model = build_model(self.cfg.architecture, self.data).to(self.device)
+        # the architecture itself, behind any input encoders: pop_metrics and solver stats live there
+        self.architecture = self.model.model if isinstance(self.model, encoders.Encoded) else self.model
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr,
                                           weight_decay=self.cfg.weight_decay)
         self.metric = self.task.metric
@@ -144,10 +234,9 @@ class Experiment:
     def train_epoch(self) -> float:
         self.model.train()
         total, count = 0.0, 0
-        batches = self.sampler.batches(self.graph, train=True)
-        for step, batch in enumerate(tqdm(batches, desc=f"epoch {self.epoch}", leave=False,
-                                          disable=None if self.progress else True)):  # None: off when not a TTY
-            mask = batch.train_mask
+        batches = self.runner.train_batches()
+        for step, (batch, mask) in enumerate(tqdm(batches, desc=f"epoch {self.epoch}", leave=False,
+                                                  disable=None if self.progress else True)):  # None: off when not a TTY
             n = int(mask.sum())
             if n == 0:
                 continue
@@ -162,7 +251,7 @@ class Experiment:
             total += loss.item() * n
             count += n
         if count == 0:
-            raise ConfigError(f"Sampler {self.cfg.sampler!r} yielded no training nodes in epoch {self.epoch}.")
+            raise ConfigError(f"Sampler {self.cfg.sampler!r} yielded nothing to train on in epoch {self.epoch}.")
         return total / count
 
     def _check_finite(self, value: torch.Tensor, what: str, step: int) -> None:
@@ -181,24 +270,16 @@ class Experiment:
 
     @torch.no_grad()
     def predict(self) -> torch.Tensor:
-        """Logits for every node, averaged over every batch (and view) the sampler puts it in."""
+        """Logits for every node (averaged over every batch and view the sampler puts it in), or
+        for every graph of a graph-level dataset."""
         self.model.eval()
-        sums = counts = None
-        for batch in self.sampler.batches(self.graph, train=False):
-            out = self._forward(batch)
-            if sums is None:
-                sums = out.new_zeros(self.graph.num_nodes, out.size(-1))
-                counts = out.new_zeros(self.graph.num_nodes)
-            sums.index_add_(0, batch.n_id, out)
-            counts.index_add_(0, batch.n_id, torch.ones_like(batch.n_id, dtype=out.dtype))
-        return sums / counts.clamp(min=1).unsqueeze(-1)
+        return self.runner.predict(self._forward)
 
+    @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        logits = self.predict()
-        y = self.graph.y
-        return {f"{split}_{self.metric}": self.task.score(logits[self.graph[f"{split}_mask"]],
-                                                           y[self.graph[f"{split}_mask"]])
-                for split in SPLITS}
+        self.model.eval()
+        return {f"{split}_{self.metric}": self.task.score(logits, y)
+                for split, (logits, y) in self.runner.split_predictions(self._forward).items()}
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -260,7 +341,7 @@ class Experiment:
             set_epoch(self.epoch)
         loss = self.train_epoch()
         record = {"epoch": self.epoch, "loss": loss, **self.evaluate()}
-        pop_metrics = getattr(self.model, "pop_metrics", None)
+        pop_metrics = getattr(self.architecture, "pop_metrics", None)
         if callable(pop_metrics):
             record.update(pop_metrics())
         record["seconds"] = time.perf_counter() - start
@@ -291,7 +372,8 @@ class Experiment:
             "train_seconds": sum(r["seconds"] for r in history),
             "config": asdict(self.cfg),
         }
-        self.run.summary.write_text(json.dumps(summary, indent=2) + "\n")
+        # default=repr: resolve() lets a config hold a class or factory instead of a registry name
+        self.run.summary.write_text(json.dumps(summary, indent=2, default=repr) + "\n")
         return summary
 
 
