@@ -74,6 +74,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from gnn1000 import bench
+
+    return bench.run(args.name, args.args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gnn1000", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -95,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("list", help="registered components, where they come from, shipped configs")
     listing.add_argument("kind", nargs="?", choices=None, help="one registry kind only")
     listing.set_defaults(func=cmd_list)
+
+    benchmark = sub.add_parser("bench", help="benchmarks that print ratios (memory, speed, ...); "
+                                             "'gnn1000 bench NAME --help' for options")
+    benchmark.add_argument("name", help="which benchmark, e.g. memory or speed")
+    benchmark.add_argument("args", nargs=argparse.REMAINDER, help="options of that benchmark")
+    benchmark.set_defaults(func=cmd_bench)
     return parser
 
 
