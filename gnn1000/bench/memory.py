@@ -113,6 +113,10 @@ def table(points: list[dict], models: list[str], depths: list[int]) -> str:
             base, here = peak.get((m, depths[0])), peak.get((m, d))
             row.append(cell(here / base if here and base else None, (m, d), ".3f"))
         lines.append(f"{d:>7}" + "".join(f"{c:>{width}}" for c in row))
+    lines += ["", "added by the step (peak minus what was resident before it, MB)", head]
+    added = {(p["model"], p["layers"]): p["peak_mb"] - p["resident_mb"] for p in points if p.get("peak_mb")}
+    for d in depths:
+        lines.append(f"{d:>7}" + "".join(f"{cell(added.get((m, d)), (m, d), '.0f'):>{width}}" for m in models))
     if REFERENCE in models:
         lines += ["", f"ratio to {REFERENCE} at the same depth", head]
         for d in depths:
