@@ -41,12 +41,15 @@ def interleaved_times(trainers: dict[str, Trainer], rounds: int, warmup: int, de
 
 
 def table(times: dict[str, list[float]], layers: int) -> str:
-    base = statistics.median(times[BASELINE]) if BASELINE in times else None
-    lines = [f"{layers} layers   {'median ms':>10} {'min ms':>8} {'ratio to ' + BASELINE:>16}"]
+    """Median and fastest step per model, each as a ratio to the baseline's median and fastest."""
+    base = times.get(BASELINE)
+    lines = [f"{str(layers) + ' layers':<20} {'median ms':>12} {'ratio':>7} {'min ms':>9} {'ratio':>7}"
+             f"   (ratios to {BASELINE})"]
     for name, ts in times.items():
-        med = statistics.median(ts)
-        ratio = f"{med / base:.2f}x" if base else "-"
-        lines.append(f"  {name:<18} {med * 1e3:>10.1f} {min(ts) * 1e3:>8.1f} {ratio:>16}")
+        med, low = statistics.median(ts), min(ts)
+        r_med = f"{med / statistics.median(base):.2f}x" if base else "-"
+        r_low = f"{low / min(base):.2f}x" if base else "-"
+        lines.append(f"  {name:<18} {med * 1e3:>12.1f} {r_med:>7} {low * 1e3:>9.1f} {r_low:>7}")
     return "\n".join(lines)
 
 
