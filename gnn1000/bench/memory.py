@@ -138,8 +138,11 @@ def plot(points: list[dict], models: list[str], path: Path, title: str) -> None:
         ok = sorted((p["layers"], p["peak_mb"]) for p in points if p["model"] == m and p.get("peak_mb"))
         failed = sorted(p["layers"] for p in points if p["model"] == m and not p.get("peak_mb"))
         line = ax.plot([d for d, _ in ok], [v for _, v in ok], marker="o", label=m)[0]
-        if failed and ok:
+        if failed and ok:  # drawn at the last height that fitted, as the paper marks out-of-memory runs
             ax.scatter(failed, [ok[-1][1]] * len(failed), marker="x", color=line.get_color(), s=60)
+            for d in failed:
+                ax.annotate("OOM", (d, ok[-1][1]), textcoords="offset points", xytext=(-10, 8), fontsize=7,
+                            color=line.get_color())
     ax.set_xscale("log")
     ax.set_xlabel("layers")
     ax.set_ylabel("peak memory of a training step (MB)")
