@@ -104,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     benchmark = sub.add_parser("bench", help="benchmarks that print ratios (memory, speed, ...); "
                                              "'gnn1000 bench NAME --help' for options")
-    benchmark.add_argument("name", help="which benchmark, e.g. memory or speed")
+    from gnn1000.bench import available as available_benchmarks
+
+    benchmark.add_argument("name", help=f"which benchmark: {', '.join(available_benchmarks())}")
     benchmark.add_argument("args", nargs=argparse.REMAINDER, help="options of that benchmark")
     benchmark.set_defaults(func=cmd_bench)
     return parser
