@@ -8,6 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from gnn1000 import bench  # light: lists benchmark modules, imports none of them
 from gnn1000.errors import Gnn1000Error
 
 
@@ -75,8 +76,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from gnn1000 import bench
-
     return bench.run(args.name, args.args)
 
 
@@ -104,9 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     benchmark = sub.add_parser("bench", help="benchmarks that print ratios (memory, speed, ...); "
                                              "'gnn1000 bench NAME --help' for options")
-    from gnn1000.bench import available as available_benchmarks
-
-    benchmark.add_argument("name", help=f"which benchmark: {', '.join(available_benchmarks())}")
+    benchmark.add_argument("name", help=f"which benchmark: {', '.join(bench.available())}")
     benchmark.add_argument("args", nargs=argparse.REMAINDER, help="options of that benchmark")
     benchmark.set_defaults(func=cmd_bench)
     return parser
