@@ -8,6 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from gnn1000 import bench  # light: lists benchmark modules, imports none of them
 from gnn1000.errors import Gnn1000Error
 
 
@@ -82,6 +83,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0 if result["best"] is not None else 1
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    return bench.run(args.name, args.args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gnn1000", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -116,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("list", help="registered components, where they come from, shipped configs")
     listing.add_argument("kind", nargs="?", choices=None, help="one registry kind only")
     listing.set_defaults(func=cmd_list)
+
+    benchmark = sub.add_parser("bench", help="benchmarks that print ratios (memory, speed, ...); "
+                                             "'gnn1000 bench NAME --help' for options")
+    benchmark.add_argument("name", help=f"which benchmark: {', '.join(bench.available())}")
+    benchmark.add_argument("args", nargs=argparse.REMAINDER, help="options of that benchmark")
+    benchmark.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -78,3 +81,18 @@ def check_sizes(name: str, in_channels: int, hidden_channels: int, out_channels:
                        ("out_channels", out_channels), ("num_layers", num_layers)):
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name}: {arg}={value!r} must be a positive integer.")
+
+
+@contextmanager
+def preserved_buffers(module: torch.nn.Module) -> Iterator[None]:
+    """Put every buffer back on exit (BatchNorm's running statistics, its batch counter).
+
+    A forward recomputed for the backward pass must not count the training step a second time.
+    """
+    saved = [(buffer, buffer.clone()) for buffer in module.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
 from gnn1000.registry import register
 
-from .blocks import OutputHead, PreActBlock, check_sizes
+from .blocks import OutputHead, PreActBlock, check_sizes, preserved_buffers
 
 
 @register("architectures", "resgnn")
@@ -37,7 +39,9 @@ class ResGNN(torch.nn.Module):
         for layer in range(self.num_layers):
             block = self.blocks[0 if self.weight_tied else layer]
             if self.checkpoint and torch.is_grad_enabled():
-                h = h + activation_checkpoint(block, h, edge_index, edge_attr, batch, use_reentrant=False)
+                # The recomputation in backward must not update BatchNorm's running statistics again.
+                h = h + activation_checkpoint(block, h, edge_index, edge_attr, batch, use_reentrant=False,
+                                              context_fn=lambda b=block: (nullcontext(), preserved_buffers(b)))
             else:
                 h = h + block(h, edge_index, edge_attr, batch)
         return self.head(h, batch)

@@ -1,0 +1,212 @@
+"""``gnn1000 bench memory``: peak training-step memory against depth, like the paper's Fig. 3.
+
+Each (model, depth) point runs in its own process so that no allocation of one point inflates the
+next. On CPU the peak is the resident set's high-water mark, with glibc's mmap threshold fixed so
+freed tensors go back to the OS; on GPU it is ``torch.cuda.max_memory_allocated``. The peak covers
+one training step (forward, backward, optimizer step) and includes what stays resident (runtime,
+graph, weights, optimizer state).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from gnn1000.bench._workload import BASELINE, MODELS, Workload, check_models
+
+DEFAULT_DEPTHS = (8, 64, 256, 1001)
+REFERENCE = "revgnn"
+
+
+def measure(model: str, layers: int, w: Workload, device_name: str) -> dict:
+    """One point, in this process: build, create the optimizer state, reset the peak, one step."""
+    import torch
+
+    from gnn1000 import memory
+    from gnn1000.bench._workload import Trainer
+
+    device = torch.device(device_name)
+    trainer = Trainer(model, layers, w, device)
+    trainer.prime_optimizer()  # Adam's state is resident before the measured step, as in training
+    gc.collect()
+    memory.reset_peak(device)
+    resident = memory.current_mb(device)
+    start = time.perf_counter()
+    trainer.step()
+    seconds = time.perf_counter() - start
+    return {"model": model, "layers": layers, "status": "ok", "peak_mb": memory.peak_mb(device),
+            "resident_mb": resident, "step_s": seconds,
+            "parameters": sum(p.numel() for p in trainer.model.parameters())}
+
+
+def run_point(model: str, layers: int, args: argparse.Namespace) -> dict:
+    """``measure`` in a fresh interpreter, killed if its resident set passes ``--max-mb``."""
+    import psutil
+
+    cmd = [sys.executable, "-m", "gnn1000.bench.memory", "--worker", model, str(layers),
+           *_workload_args(args)]
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": str(args.threads)}
+    point = {"model": model, "layers": layers}
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env)
+        child, started, rss = psutil.Process(proc.pid), time.monotonic(), 0.0
+        while proc.poll() is None:
+            try:
+                rss = max(rss, child.memory_info().rss / 2**20)
+            except psutil.NoSuchProcess:
+                break
+            if args.device == "cpu" and rss > args.max_mb:
+                proc.kill()
+                proc.wait()
+                return {**point, "status": f"over {args.max_mb:.0f} MB", "peak_mb": None}
+            if time.monotonic() - started > args.timeout:
+                proc.kill()
+                proc.wait()
+                return {**point, "status": f"over {args.timeout:.0f} s", "peak_mb": None}
+            time.sleep(0.02)
+        out.seek(0)
+        err.seek(0)
+        lines = out.read().strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            text = err.read()
+            reason = "out of memory" if "OutOfMemoryError" in text else text.strip()[-300:]
+            return {**point, "status": f"failed: {reason}", "peak_mb": None}
+        return json.loads(lines[-1])
+
+
+def _workload_args(args: argparse.Namespace) -> list[str]:
+    return ["--nodes", str(args.nodes), "--edges", str(args.edges), "--channels", str(args.channels),
+            "--groups", str(args.groups), "--device", args.device]
+
+
+def _workload(args: argparse.Namespace) -> Workload:
+    return Workload(nodes=args.nodes, edges=args.edges, channels=args.channels, groups=args.groups)
+
+
+def table(points: list[dict], models: list[str], depths: list[int]) -> str:
+    """Peak MB per model and depth, then each peak as a ratio to the model's shallowest peak and to
+    RevGNN's peak at the same depth."""
+    peak = {(p["model"], p["layers"]): p.get("peak_mb") for p in points}
+    status = {(p["model"], p["layers"]): p["status"] for p in points}
+
+    def cell(value, key, fmt):  # a point stopped for its memory shows as OOM, as in the paper
+        if value is not None:
+            return format(value, fmt)
+        return "OOM" if any(s in status.get(key, "") for s in ("memory", " MB")) else "failed"
+
+    width = max(12, *(len(m) + 2 for m in models))
+    head = f"{'layers':>7}" + "".join(f"{m:>{width}}" for m in models)
+    lines = ["peak memory (MB)", head]
+    for d in depths:
+        lines.append(f"{d:>7}" + "".join(f"{cell(peak.get((m, d)), (m, d), '.0f'):>{width}}" for m in models))
+    lines += ["", f"ratio to the same model at {depths[0]} layers", head]
+    for d in depths:
+        row = []
+        for m in models:
+            base, here = peak.get((m, depths[0])), peak.get((m, d))
+            row.append(cell(here / base if here and base else None, (m, d), ".3f"))
+        lines.append(f"{d:>7}" + "".join(f"{c:>{width}}" for c in row))
+    lines += ["", "added by the step (peak minus what was resident before it, MB)", head]
+    added = {(p["model"], p["layers"]): p["peak_mb"] - p["resident_mb"] for p in points if p.get("peak_mb")}
+    for d in depths:
+        lines.append(f"{d:>7}" + "".join(f"{cell(added.get((m, d)), (m, d), '.0f'):>{width}}" for m in models))
+    if REFERENCE in models:
+        lines += ["", f"ratio to {REFERENCE} at the same depth", head]
+        for d in depths:
+            ref = peak.get((REFERENCE, d))
+            lines.append(f"{d:>7}" + "".join(
+                f"{cell(peak.get((m, d)) / ref if peak.get((m, d)) and ref else None, (m, d), '.3f'):>{width}}"
+                for m in models))
+    return "\n".join(lines)
+
+
+def plot(points: list[dict], models: list[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for m in models:
+        ok = sorted((p["layers"], p["peak_mb"]) for p in points if p["model"] == m and p.get("peak_mb"))
+        failed = sorted(p["layers"] for p in points if p["model"] == m and not p.get("peak_mb"))
+        line = ax.plot([d for d, _ in ok], [v for _, v in ok], marker="o", label=m)[0]
+        if failed and ok:  # drawn at the last height that fitted, as the paper marks out-of-memory runs
+            ax.scatter(failed, [ok[-1][1]] * len(failed), marker="x", color=line.get_color(), s=60)
+            for d in failed:
+                ax.annotate("OOM", (d, ok[-1][1]), textcoords="offset points", xytext=(-10, 8), fontsize=7,
+                            color=line.get_color())
+    ax.set_xscale("log")
+    ax.set_xlabel("layers")
+    ax.set_ylabel("peak memory of a training step (MB)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gnn1000 bench memory", description=__doc__.split("\n")[0])
+    parser.add_argument("--depths", type=int, nargs="+", default=list(DEFAULT_DEPTHS))
+    parser.add_argument("--models", nargs="+", default=list(MODELS), help=f"from {', '.join(MODELS)}")
+    parser.add_argument("--nodes", type=int, default=Workload.nodes)
+    parser.add_argument("--edges", type=int, default=Workload.edges)
+    parser.add_argument("--channels", type=int, default=Workload.channels)
+    parser.add_argument("--groups", type=int, default=Workload.groups)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of each point")
+    parser.add_argument("--max-mb", type=float, default=8000.0,
+                        help="on CPU, a point whose resident set passes this is stopped and shown as OOM")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per point")
+    parser.add_argument("--out", type=Path, default=Path("bench-memory"),
+                        help="writes OUT.json and OUT.png (default: bench-memory)")
+    parser.add_argument("--worker", nargs=2, metavar=("MODEL", "LAYERS"), help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.worker:
+        model, layers = args.worker
+        print(json.dumps(measure(model, int(layers), _workload(args), args.device)))
+        return 0
+    models, depths = check_models(args.models), sorted(args.depths)
+    w = _workload(args)
+    print(f"peak memory of one training step: {w.nodes} nodes, {w.edges} edges, {w.channels} channels, "
+          f"{w.groups} groups, {w.operator}/{w.norm}, device {args.device}", flush=True)
+    points, stopped = [], set()
+    for d in depths:
+        for m in models:
+            if m in stopped:  # it ran out of memory at a smaller depth: deeper cannot fit
+                points.append({"model": m, "layers": d, "status": "skipped (out of memory at fewer layers)",
+                               "peak_mb": None})
+                print(f"  {m:<18} {d:>5} layers: {points[-1]['status']}", flush=True)
+                continue
+            point = run_point(m, d, args)
+            if point["peak_mb"] is None and ("MB" in point["status"] or "memory" in point["status"]):
+                stopped.add(m)
+            points.append(point)
+            shown = f"{point['peak_mb']:.0f} MB in {point['step_s']:.1f} s" if point.get("peak_mb") else point["status"]
+            print(f"  {m:<18} {d:>5} layers: {shown}", flush=True)
+    report = table(points, models, depths)
+    print("\n" + report)
+    json_path, png_path = args.out.with_suffix(".json"), args.out.with_suffix(".png")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps({"workload": vars(w), "device": args.device, "baseline": BASELINE,
+                                     "points": points}, indent=2))
+    plot(points, models, png_path, f"{w.nodes} nodes, {w.edges} edges, {w.channels} channels, {args.device}")
+    print(f"\nwrote {json_path} and {png_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""``gnn1000 bench speed``: training-step time of each model as a ratio to ResGNN's, same depth and width.
+
+All models are built once and stepped in turns (a different order every round), so a slow moment of
+a shared machine hits every model alike; the ratio of medians is what is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from gnn1000.bench._workload import BASELINE, MODELS, Trainer, Workload, check_models
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved_times(trainers: dict[str, Trainer], rounds: int, warmup: int, device) -> dict[str, list[float]]:
+    """Seconds per training step of each trainer, measured round-robin."""
+    names = list(trainers)
+    for _ in range(warmup):
+        for name in names:
+            trainers[name].step()
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            _sync(device)
+            start = time.perf_counter()
+            trainers[name].step()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def table(times: dict[str, list[float]], layers: int) -> str:
+    """Median and fastest step per model, each as a ratio to the baseline's median and fastest."""
+    base = times.get(BASELINE)
+    lines = [f"{str(layers) + ' layers':<20} {'median ms':>12} {'ratio':>7} {'min ms':>9} {'ratio':>7}"
+             f"   (ratios to {BASELINE})"]
+    for name, ts in times.items():
+        med, low = statistics.median(ts), min(ts)
+        r_med = f"{med / statistics.median(base):.2f}x" if base else "-"
+        r_low = f"{low / min(base):.2f}x" if base else "-"
+        lines.append(f"  {name:<18} {med * 1e3:>12.1f} {r_med:>7} {low * 1e3:>9.1f} {r_low:>7}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gnn1000 bench speed", description=__doc__.split("\n")[0])
+    parser.add_argument("--layers", type=int, nargs="+", default=[16])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), help=f"from {', '.join(MODELS)}")
+    parser.add_argument("--nodes", type=int, default=Workload.nodes)
+    parser.add_argument("--edges", type=int, default=Workload.edges)
+    parser.add_argument("--channels", type=int, default=Workload.channels)
+    parser.add_argument("--groups", type=int, default=Workload.groups)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (CPU)")
+    parser.add_argument("--json", type=Path, help="also write the step times here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    args = build_parser().parse_args(argv)
+    models = check_models(args.models)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    w = Workload(nodes=args.nodes, edges=args.edges, channels=args.channels, groups=args.groups)
+    print(f"training-step time: {w.nodes} nodes, {w.edges} edges, {w.channels} channels, {w.groups} groups, "
+          f"{w.operator}/{w.norm}, device {device}, {args.threads} thread(s), {args.rounds} interleaved rounds",
+          flush=True)
+    results = {}
+    for layers in args.layers:
+        trainers = {m: Trainer(m, layers, w, device) for m in models}
+        times = interleaved_times(trainers, args.rounds, args.warmup, device)
+        results[layers] = times
+        print("\n" + table(times, layers), flush=True)
+        del trainers
+    if args.json:
+        args.json.write_text(json.dumps({"workload": vars(w), "device": str(device), "step_seconds": results},
+                                        indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

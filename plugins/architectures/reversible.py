@@ -1,0 +1,203 @@
+"""The grouped reversible stack: L blocks run as ONE autograd function with activation memory O(ND).
+
+Hand-written because PyG's ``GroupAddRev`` (one autograd function per block) evaluates every f_i
+twice in its backward (once to invert, once to differentiate), frees its caller's input storage and
+updates BatchNorm statistics again while inverting. Here each f_i runs exactly once in the backward,
+with grad enabled: its value reconstructs the block input and its vector-Jacobian product gives the
+gradients. The forward keeps only the stack's output (plus the graph and the shared dropout mask).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .blocks import preserved_buffers
+
+
+def _chunks(t: Tensor | None, groups: int) -> list[Tensor | None]:
+    return [None] * groups if t is None else list(t.chunk(groups, dim=-1))
+
+
+class GroupedCoupling(torch.nn.Module):
+    """One grouped reversible block: Y_0 = X_2 + ... + X_C, Y_i = X_i + f_i(Y_{i-1}), out cat(Y_i).
+
+    Edge features and the dropout mask arrive with ``hidden_channels`` columns and are split the same
+    way as the node features, so group i sees its own slice (as in the paper's code). The bodies run in
+    ``compute_dtype``; the additions stay in the dtype of ``x`` (the residual stream's).
+    """
+
+    def __init__(self, bodies: list[torch.nn.Module]):
+        super().__init__()
+        if len(bodies) < 2:
+            raise ValueError(f"a grouped reversible block needs at least 2 groups, got {len(bodies)}")
+        self.bodies = torch.nn.ModuleList(bodies)
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.bodies)
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
+                batch: Tensor | None = None, dropout_mask: Tensor | None = None,
+                compute_dtype: torch.dtype | None = None) -> Tensor:
+        groups, dtype = self.num_groups, compute_dtype or x.dtype
+        xs, es, ms = x.chunk(groups, dim=-1), _chunks(edge_attr, groups), _chunks(dropout_mask, groups)
+        y = sum(xs[1:])
+        ys = []
+        for i, body in enumerate(self.bodies):
+            y = xs[i] + body(y.to(dtype), edge_index, es[i], batch, ms[i])
+            ys.append(y)
+        return torch.cat(ys, dim=-1)
+
+    @torch.no_grad()
+    def inverse(self, y: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
+                batch: Tensor | None = None, dropout_mask: Tensor | None = None,
+                compute_dtype: torch.dtype | None = None) -> Tensor:
+        groups, dtype = self.num_groups, compute_dtype or y.dtype
+        ys, es, ms = y.chunk(groups, dim=-1), _chunks(edge_attr, groups), _chunks(dropout_mask, groups)
+        xs: list[Tensor] = [None] * groups  # type: ignore[list-item]
+        for i in reversed(range(groups)):
+            y_prev = ys[i - 1] if i > 0 else sum(xs[1:])
+            xs[i] = ys[i] - self.bodies[i](y_prev.to(dtype), edge_index, es[i], batch, ms[i])
+        return torch.cat(xs, dim=-1)
+
+    def reverse_step(self, y: Tensor, grad_y: Tensor, edge_index: Tensor, edge_attr: Tensor | None,
+                     batch: Tensor | None, dropout_mask: Tensor | None, grads: dict[Tensor, Tensor],
+                     edge_grads: list[Tensor | None] | None,
+                     compute_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+        """From this block's output and its gradient: its input and the input's gradient.
+
+        Parameter gradients are summed into ``grads`` (keyed by parameter) and edge-feature gradients
+        into ``edge_grads`` (one slot per group). Each f_i is evaluated once.
+        """
+        groups, dtype = self.num_groups, compute_dtype or y.dtype
+        ys, gys = y.chunk(groups, dim=-1), grad_y.chunk(groups, dim=-1)
+        es, ms = _chunks(edge_attr, groups), _chunks(dropout_mask, groups)
+        xs: list[Tensor] = [None] * groups  # type: ignore[list-item]
+        grad_xs: list[Tensor] = [None] * groups  # type: ignore[list-item]
+        carried = None  # dL/dY_i arriving through f_{i+1}'s input
+        for i in reversed(range(groups)):
+            grad_xs[i] = gys[i] if carried is None else gys[i] + carried  # dL/dY_i = dL/dX_i
+            y_prev = (ys[i - 1] if i > 0 else sum(xs[1:])).detach().requires_grad_()
+            edge = None
+            if es[i] is not None:
+                edge = es[i].detach().requires_grad_(edge_grads is not None)
+            body = self.bodies[i]
+            params = [p for p in body.parameters() if p.requires_grad]
+            with torch.enable_grad():
+                f = body(y_prev.to(dtype), edge_index, edge, batch, ms[i])
+            xs[i] = ys[i] - f.detach()
+            wrt = [y_prev, *params] + ([edge] if edge is not None and edge.requires_grad else [])
+            got = torch.autograd.grad(f, wrt, grad_xs[i], allow_unused=True)
+            del f
+            carried = got[0]
+            for p, g in zip(params, got[1:1 + len(params)]):
+                if g is not None:
+                    grads[p] = g if p not in grads else grads[p] + g
+            if len(got) > 1 + len(params) and got[-1] is not None:
+                edge_grads[i] = got[-1] if edge_grads[i] is None else edge_grads[i] + got[-1]
+        # Y_0 = X_2 + ... + X_C: its gradient reaches every group but the first.
+        if carried is not None:
+            for j in range(1, groups):
+                grad_xs[j] = grad_xs[j] + carried
+        return torch.cat(xs, dim=-1), torch.cat(grad_xs, dim=-1)
+
+
+class _ReversibleStackFunction(torch.autograd.Function):
+    """Forward without a graph through all blocks; backward walks them in reverse, reconstructing."""
+
+    @staticmethod
+    def forward(ctx, stack: ReversibleStack, compute_dtype: torch.dtype, x: Tensor, edge_attr: Tensor | None,
+                edge_index: Tensor, batch: Tensor | None, dropout_mask: Tensor | None, *params: Tensor) -> Tensor:
+        y = x
+        for layer in range(stack.num_layers):
+            y = stack.block(layer)(y, edge_index, edge_attr, batch, dropout_mask, compute_dtype)
+        if y is x:  # never hand the caller's tensor back as our output
+            y = x.clone()
+        ctx.stack, ctx.compute_dtype, ctx.params = stack, compute_dtype, params
+        ctx.save_for_backward(y, edge_attr, edge_index, batch, dropout_mask)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor):
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "RevGNN's reversible backward is first-order only: create_graph=True (double backward) "
+                "is not supported. Build the model with reversible=False for higher-order gradients."
+            )
+        y, edge_attr, edge_index, batch, dropout_mask = ctx.saved_tensors
+        stack: ReversibleStack = ctx.stack
+        needs_x, needs_edge = ctx.needs_input_grad[2], ctx.needs_input_grad[3]
+        grads: dict[Tensor, Tensor] = {}
+        edge_grads = [None] * stack.num_groups if needs_edge else None
+        # The recomputation runs the norms in training mode again; their statistics must count once.
+        with preserved_buffers(stack):
+            for layer in reversed(range(stack.num_layers)):
+                y, grad_y = stack.block(layer).reverse_step(y, grad_y, edge_index, edge_attr, batch,
+                                                            dropout_mask, grads, edge_grads, ctx.compute_dtype)
+        grad_edge = None
+        if needs_edge and any(g is not None for g in edge_grads):  # None: the operator ignores edges
+            grad_edge = torch.cat([g if g is not None else torch.zeros_like(c)
+                                   for g, c in zip(edge_grads, edge_attr.chunk(stack.num_groups, dim=-1))],
+                                  dim=-1)
+        param_grads = tuple(grads.get(p) for p in ctx.params)
+        return (None, None, grad_y if needs_x else None, grad_edge, None, None, None, *param_grads)
+
+
+class ReversibleStack(torch.nn.Module):
+    """``num_layers`` grouped reversible blocks, or one block applied ``num_layers`` times (weight-tied).
+
+    ``reversible=False`` runs the same modules through plain autograd (memory O(LND)): the reference
+    the reversible backward is checked against; the state_dict is the same in both modes.
+
+    ``stream_dtype`` is the dtype of the residual stream the blocks add into (the bodies compute in
+    the input's dtype). float64 makes the backward's reconstruction X_i = Y_i - f_i(Y_{i-1}) exact to
+    ~1e-12 instead of float32's rounding, which the inverse amplifies over hundreds of layers; it costs
+    one float64 copy of the N x D stream, nothing per layer. None keeps the input's dtype.
+    """
+
+    def __init__(self, blocks: list[GroupedCoupling], num_layers: int, *, reversible: bool = True,
+                 stream_dtype: torch.dtype | None = torch.float64):
+        super().__init__()
+        if len(blocks) not in (1, num_layers):
+            raise ValueError(f"give 1 (weight-tied) or num_layers={num_layers} blocks, not {len(blocks)}")
+        if len({b.num_groups for b in blocks}) != 1:
+            raise ValueError("every block of a reversible stack needs the same number of groups")
+        self.blocks = torch.nn.ModuleList(blocks)
+        self.num_layers = num_layers
+        self.reversible = reversible
+        self.stream_dtype = stream_dtype
+
+    @property
+    def num_groups(self) -> int:
+        return self.blocks[0].num_groups
+
+    @property
+    def weight_tied(self) -> bool:
+        return len(self.blocks) == 1 and self.num_layers > 1
+
+    def block(self, layer: int) -> GroupedCoupling:
+        return self.blocks[0 if len(self.blocks) == 1 else layer]
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
+                batch: Tensor | None = None, dropout_mask: Tensor | None = None) -> Tensor:
+        compute_dtype = x.dtype
+        h = x.to(self.stream_dtype or compute_dtype)
+        if self.reversible and torch.is_grad_enabled():
+            params = [p for p in self.parameters() if p.requires_grad]
+            h = _ReversibleStackFunction.apply(self, compute_dtype, h, edge_attr, edge_index, batch,
+                                               dropout_mask, *params)
+        else:
+            for layer in range(self.num_layers):
+                h = self.block(layer)(h, edge_index, edge_attr, batch, dropout_mask, compute_dtype)
+        return h.to(compute_dtype)
+
+    @torch.no_grad()
+    def inverse(self, y: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
+                batch: Tensor | None = None, dropout_mask: Tensor | None = None) -> Tensor:
+        """The stack's input from its output (run in eval mode, or with the forward's dropout mask)."""
+        compute_dtype = y.dtype
+        y = y.to(self.stream_dtype or compute_dtype)
+        for layer in reversed(range(self.num_layers)):
+            y = self.block(layer).inverse(y, edge_index, edge_attr, batch, dropout_mask, compute_dtype)
+        return y.to(compute_dtype)

@@ -1,0 +1,98 @@
+"""RevGNN: grouped reversible GNN (Li et al. 2021), activation memory constant in depth."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch_geometric.nn import GATConv
+
+from gnn1000.errors import ConfigError
+from gnn1000.registry import register
+
+from .blocks import OutputHead, PreActBlock, check_dropout, check_sizes
+from .reversible import GroupedCoupling, ReversibleStack
+
+
+def check_groups(hidden_channels: int, num_groups: int) -> None:
+    if not isinstance(num_groups, int) or num_groups < 2:
+        raise ConfigError(f"revgnn: num_groups={num_groups!r} must be an integer >= 2.")
+    if hidden_channels % num_groups:
+        divisors = [c for c in range(2, hidden_channels + 1) if hidden_channels % c == 0][:8]
+        raise ConfigError(
+            f"revgnn: hidden_channels={hidden_channels} is not divisible by num_groups={num_groups}; "
+            f"each group gets hidden_channels / num_groups channels. Choose num_groups among {divisors} "
+            f"or change hidden_channels."
+        )
+
+
+def _check_deterministic(blocks: torch.nn.Module) -> None:
+    """Randomness inside a block would differ between the forward and its reconstruction."""
+    for name, module in blocks.named_modules():
+        p = getattr(module, "dropout", 0.0) if isinstance(module, GATConv) else (
+            module.p if isinstance(module, torch.nn.Dropout) else 0.0)
+        if p > 0:
+            raise ConfigError(
+                f"revgnn: {name} ({type(module).__name__}) drops out with p={p} inside a reversible block, "
+                f"so the backward pass could not reconstruct its input. Set that dropout to 0 and use "
+                f"revgnn.dropout (one mask shared by every layer) instead."
+            )
+
+
+@register("architectures", "revgnn")
+class RevGNN(torch.nn.Module):
+    """Encoder -> ``num_layers`` grouped reversible blocks -> output head.
+
+    ``num_groups`` C splits the channels; ``weight_tied`` shares one block's weights across all layers
+    (WT-RevGNN); ``reversible=False`` runs the same weights through plain autograd. ``stream_dtype``
+    is the residual stream's dtype ('float64' keeps the reconstruction exact over 1000 layers;
+    None uses the model's own dtype, as the paper's code does).
+    """
+
+    STREAM_DTYPES = {"float64": torch.float64, "float32": torch.float32, None: None}
+
+    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int, *,
+                 operator="gen", norm="layernorm", dropout: float = 0.0, edge_dim: int | None = None,
+                 num_groups: int = 2, weight_tied: bool = False, reversible: bool = True,
+                 stream_dtype: str | None = "float64", readout: str | None = None):
+        super().__init__()
+        check_sizes("revgnn", in_channels, hidden_channels, out_channels, num_layers)
+        check_groups(hidden_channels, num_groups)
+        if stream_dtype not in self.STREAM_DTYPES:
+            raise ConfigError(f"revgnn: stream_dtype={stream_dtype!r} is not supported; choose 'float64', "
+                              f"'float32' or None (the model's dtype).")
+        self.dropout = check_dropout(dropout)
+        group_channels = hidden_channels // num_groups
+        self.encoder = torch.nn.Linear(in_channels, hidden_channels)
+        # Edge features are encoded once to hidden_channels and split per group, as in the paper's code.
+        self.edge_encoder = torch.nn.Linear(edge_dim, hidden_channels) if edge_dim is not None else None
+
+        def make_block() -> GroupedCoupling:
+            return GroupedCoupling([
+                PreActBlock(group_channels, group_channels, operator=operator, norm=norm, dropout=dropout,
+                            edge_dim=group_channels if edge_dim is not None else None)
+                for _ in range(num_groups)
+            ])
+
+        self.stack = ReversibleStack([make_block() for _ in range(1 if weight_tied else num_layers)],
+                                     num_layers, reversible=reversible,
+                                     stream_dtype=self.STREAM_DTYPES[stream_dtype])
+        _check_deterministic(self.stack)
+        self.head = OutputHead(hidden_channels, out_channels, norm=norm, dropout=dropout, readout=readout)
+
+    @property
+    def reversible(self) -> bool:
+        return self.stack.reversible
+
+    @reversible.setter
+    def reversible(self, value: bool) -> None:
+        self.stack.reversible = value
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
+                batch: Tensor | None = None) -> Tensor:
+        h = self.encoder(x)
+        edge = self.edge_encoder(edge_attr) if self.edge_encoder is not None and edge_attr is not None else None
+        mask = None
+        if self.training and self.dropout > 0:  # one mask for every layer, or the inverse is wrong
+            mask = torch.empty_like(h).bernoulli_(1 - self.dropout).div_(1 - self.dropout)
+        h = self.stack(h, edge_index, edge, batch, mask)
+        return self.head(h, batch)

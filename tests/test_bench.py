@@ -1,0 +1,54 @@
+"""``gnn1000 bench``: dispatch by name, and the memory and speed benchmarks end to end at toy sizes."""
+
+import json
+
+import pytest
+import torch
+
+from gnn1000 import bench, cli
+
+TOY = ["--nodes", "40", "--edges", "160", "--channels", "8"]
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)  # the speed benchmark sets its own thread count
+
+
+def test_benchmarks_are_discovered_by_module_name():
+    assert {"memory", "speed"} <= set(bench.available())
+    assert not any(name.startswith("_") for name in bench.available())
+
+
+def test_unknown_benchmark_lists_the_known_ones(capsys):
+    assert cli.main(["bench", "memroy"]) == 2
+    err = capsys.readouterr().err
+    assert "Did you mean 'memory'" in err and "speed" in err
+
+
+def test_speed_prints_ratios_to_resgnn(capsys, tmp_path):
+    out = tmp_path / "speed.json"
+    assert cli.main(["bench", "speed", "--layers", "2", "--rounds", "2", "--warmup", "0", *TOY,
+                     "--models", "resgnn", "revgnn", "groupaddrev", "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "resgnn" in table and "1.00x" in table and "groupaddrev" in table
+    times = json.loads(out.read_text())["step_seconds"]["2"]
+    assert set(times) == {"resgnn", "revgnn", "groupaddrev"} and all(len(t) == 2 for t in times.values())
+
+
+def test_memory_measures_each_point_in_its_own_process(capsys, tmp_path):
+    out = tmp_path / "mem"
+    assert cli.main(["bench", "memory", "--depths", "1", "3", "--models", "revgnn", *TOY,
+                     "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "ratio to the same model at 1 layers" in printed
+    points = json.loads(out.with_suffix(".json").read_text())["points"]
+    assert len(points) == 2 and all(p["status"] == "ok" and p["peak_mb"] > 0 for p in points)
+    assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_unknown_model_is_a_clear_error(capsys):
+    assert cli.main(["bench", "speed", "--models", "resnet"]) == 2
+    assert "choose from" in capsys.readouterr().err
