@@ -16,6 +16,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
+import pytest
 import torch
 from torch_geometric.nn.models import GCN
 
@@ -63,6 +64,7 @@ def train(tmp_path: Path, label: str, architecture) -> dict:
 
 
 @requires("planetoid/Cora")
+@pytest.mark.full_benchmark
 def test_cora_accuracy_by_depth(benchmark, shared_data, tmp_path):  # noqa: F811
     name, deep_cls = deep_reversible()
     models = [
