@@ -336,7 +336,7 @@ class Experiment:
     def _run_epoch(self) -> dict:
         memory.reset_peak(self.device)
         start = time.perf_counter()
-        set_epoch = getattr(self.model, "set_epoch", None)
+        set_epoch = getattr(self.architecture, "set_epoch", None)
         if callable(set_epoch):  # models whose behaviour depends on the epoch (DEQ warm-up)
             set_epoch(self.epoch)
         loss = self.train_epoch()
