@@ -1,23 +1,7 @@
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import gin
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-
-# The built-in dataset at a size where an epoch takes milliseconds.
-TINY = [
-    "synthetic_proteins.num_nodes = 240",
-    "synthetic_proteins.avg_degree = 8",
-    "synthetic_proteins.num_tasks = 6",
-    "resgnn.hidden_channels = 16",
-    "resgnn.num_layers = 2",
-    "experiment.epochs = 3",
-    "experiment.device = 'cpu'",
-]
+from helpers import TINY
 
 
 @pytest.fixture(autouse=True)
@@ -31,14 +15,3 @@ def clean_gin():
 @pytest.fixture
 def tiny():
     return list(TINY)
-
-
-def bind_args(bindings):
-    return [arg for b in bindings for arg in ("--bind", b)]
-
-
-def run_gnn1000(args, cwd=None, env_extra=None, timeout=300):
-    """The real console entry point in a fresh interpreter."""
-    env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "gnn1000", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)

@@ -5,7 +5,7 @@ import json
 from gnn1000.cli import main as cli_main
 from gnn1000.registry import KINDS
 
-from conftest import bind_args, run_gnn1000
+from helpers import bind_args, run_gnn1000
 
 
 def test_list_shows_every_kind_with_origins_and_configs():

@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from conftest import bind_args
+from helpers import bind_args
 
 from gnn1000 import config as gin_config
 from gnn1000.cli import main

@@ -15,7 +15,7 @@ from gnn1000.errors import ConfigError, NonFiniteLossError
 from gnn1000.experiment import Experiment, pick_device
 from gnn1000.registry import register
 
-from conftest import TINY, bind_args, run_gnn1000
+from helpers import TINY, bind_args, run_gnn1000
 
 VOLATILE = ("seconds", "peak_memory_mb")
 

@@ -4,21 +4,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from helpers import bind_args, run_gnn1000
 from shared_data import REPO, requires, shared_data  # noqa: F401  (session fixture)
-
-CLI = "import sys; from gnn1000.cli import main; sys.exit(main())"
 
 
 def train(config, run_dir, bindings):
-    args = [arg for b in bindings for arg in ("--bind", b)]
-    return subprocess.run([sys.executable, "-c", CLI, "train", config, "--run-dir", str(run_dir),
-                           "--no-progress", *args], cwd=REPO, env=dict(os.environ),
-                          capture_output=True, text=True, timeout=600)
+    return run_gnn1000(["train", config, "--run-dir", str(run_dir), "--no-progress", *bind_args(bindings)],
+                       cwd=REPO, timeout=600)
 
 
 @pytest.mark.slow

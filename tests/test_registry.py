@@ -12,7 +12,7 @@ from gnn1000 import registry
 from gnn1000.errors import PluginLoadError, UnknownNameError
 from gnn1000.registry import available, register, resolve
 
-from conftest import TINY, bind_args, run_gnn1000
+from helpers import TINY, bind_args, run_gnn1000
 
 
 def test_builtins_are_listed_per_kind():
