@@ -173,6 +173,14 @@ def _explain_gin_error(exc: Exception) -> str:
     return message
 
 
+def _config_name(path: Path) -> str:
+    """'ogbn-proteins/revgnn-deep' for a shipped config, the file's stem for any other."""
+    try:
+        return str(path.relative_to(configs_root()).with_suffix(""))
+    except ValueError:
+        return path.stem
+
+
 @dataclass
 class LoadedConfig:
     name: str
@@ -187,6 +195,7 @@ def load(config: str | Path | None = DEFAULT_CONFIG, bindings: list[str] | tuple
     ``search``: the config may hold a Ray Tune search (``search.*``); only ``gnn1000 tune`` reads those.
     """
     gin.clear_config()
+    known_configurables()  # imports the core configurables, so gin knows `experiment` and `data`
     path = find_config(config) if config is not None else None
     bindings = list(bindings)
     for binding in bindings:
@@ -204,7 +213,7 @@ def load(config: str | Path | None = DEFAULT_CONFIG, bindings: list[str] | tuple
         gin.parse_config_files_and_bindings(files, bindings, finalize_config=False)
     except (ValueError, KeyError, TypeError, SyntaxError, OSError) as exc:
         raise ConfigError(f"Invalid gin config ({path or 'bindings'}): {_explain_gin_error(exc)}") from exc
-    name = path.stem if path else "bindings"
+    name = _config_name(path) if path else "bindings"
     return LoadedConfig(name=name, path=path, bindings=bindings)
 
 

@@ -297,7 +297,7 @@ class Experiment:
                 "best": self.best}
 
     def resume_from(self, path: Path) -> None:
-        state = checkpoint.load(path, map_location=self.device)
+        state = checkpoint.load(path)  # on the CPU: RNG states must stay there; load_state_dict moves the rest
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         checkpoint.set_rng_state(state["rng"])
@@ -322,6 +322,7 @@ class Experiment:
             self.resume_from(self.run.last)
             kept = [r for r in self.run.read_metrics() if r["epoch"] <= self.epoch]
             self.run.metrics.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            self.write_config()  # --resume may bind more epochs: config.gin stays the operative config
             self.log(f"resumed {self.run.path} after epoch {self.epoch}")
         else:
             self.write_config()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable
@@ -89,7 +90,7 @@ def _discover(kind: str) -> None:
             existing = _entries[kind].get(key)
             if existing is None:
                 _entries[kind][key] = Entry(kind, ep.name, origin, ep.value, entry_point=ep)
-            elif existing.target != ep.value:
+            elif existing.target != ep.value and f"{ep.value} ({origin})" not in existing.rivals:
                 existing.rivals.append(f"{ep.value} ({origin})")
         _discovered.add(kind)
 
@@ -138,14 +139,22 @@ def register(kind: str, name: str | None = None) -> Callable[[Any], Any]:
     return decorator
 
 
-def _load(entry: Entry) -> Any:
-    if entry.loaded:
-        return entry.obj
-    if entry.rivals:
+def _check_rivals(entry: Entry) -> None:
+    """A built-in keeps its name against a plugin (with a warning); two plugins' clash is an error."""
+    if not entry.rivals:
+        return
+    if entry.origin != BUILT_IN:
         raise PluginLoadError(
             f"{entry.kind} name {entry.name!r} is declared by more than one plugin: "
             f"{entry.target} ({entry.origin}) and {', '.join(entry.rivals)}. Uninstall one of them."
         )
+    warnings.warn(f"{entry.kind} name {entry.name!r} is built in; ignoring the plugin(s) that also "
+                  f"declare it: {', '.join(entry.rivals)}. Give those another name.", stacklevel=3)
+
+
+def _load(entry: Entry) -> Any:
+    if entry.loaded:
+        return entry.obj
     try:
         obj = entry.entry_point.load()
     except Exception as exc:
@@ -168,6 +177,7 @@ def resolve(kind: str, name_or_obj: Any) -> Any:
     entry = _entries[kind].get(normalize(name_or_obj))
     if entry is None:
         raise UnknownNameError(unknown_name_message(kind[:-1], name_or_obj, available(kind)))
+    _check_rivals(entry)
     return _load(entry)
 
 
@@ -203,4 +213,6 @@ def refresh() -> None:
         for kind in KINDS:
             for key in [k for k, e in _entries[kind].items() if not e.loaded]:
                 del _entries[kind][key]
+            for entry in _entries[kind].values():
+                entry.rivals.clear()
         _discovered.clear()

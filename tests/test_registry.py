@@ -114,13 +114,17 @@ def plugin_site(tmp_path_factory):
     """Two real distributions, built and installed by pip into a private site directory."""
     root = tmp_path_factory.mktemp("plugins")
     good = _write_distribution(root, "gnn1000-demo-plugin", "gnn1000_demo_plugin",
-                               {"conv.py": DEMO_CONV}, {"democonv": "gnn1000_demo_plugin.conv:DemoConv"})
+                               {"conv.py": DEMO_CONV}, {"democonv": "gnn1000_demo_plugin.conv:DemoConv",
+                                                        "twinconv": "gnn1000_demo_plugin.conv:DemoConv"})
     broken = _write_distribution(root, "gnn1000-broken-plugin", "gnn1000_broken_plugin",
                                  {"conv.py": "import a_module_that_does_not_exist\n"},
                                  {"brokenconv": "gnn1000_broken_plugin.conv:BrokenConv"})
+    rival = _write_distribution(root, "gnn1000-rival-plugin", "gnn1000_rival_plugin",
+                                {"conv.py": DEMO_CONV}, {"gen": "gnn1000_rival_plugin.conv:DemoConv",
+                                                         "twinconv": "gnn1000_rival_plugin.conv:DemoConv"})
     site = root / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-                    "--no-build-isolation", "--target", str(site), str(good), str(broken)],
+                    "--no-build-isolation", "--target", str(site), str(good), str(broken), str(rival)],
                    check=True, capture_output=True, text=True)
     return site
 
@@ -150,8 +154,18 @@ def test_broken_plugin_breaks_only_its_own_name(plugins_on_path):
     assert "gnn1000-broken-plugin" in str(err.value)
     assert "a_module_that_does_not_exist" in str(err.value)
     assert isinstance(err.value.__cause__, ModuleNotFoundError)
-    assert resolve("operators", "gen") is not None
+    with pytest.warns(UserWarning, match="'gen' is built in"):  # the rival plugin on the path
+        assert resolve("operators", "gen") is not None
     assert resolve("operators", "democonv") is not None
+
+
+def test_a_name_clash_keeps_the_built_in_and_refuses_to_guess_between_plugins(plugins_on_path):
+    from gnn1000.plugins.operators.pyg_convs import GEN
+
+    with pytest.warns(UserWarning, match="'gen' is built in; ignoring .*gnn1000-rival-plugin"):
+        assert resolve("operators", "gen") is GEN
+    with pytest.raises(PluginLoadError, match="'twinconv' is declared by more than one plugin"):
+        resolve("operators", "twinconv")
 
 
 def test_third_party_operator_trains_in_a_model_composed_from_gin(plugin_site, tmp_path):

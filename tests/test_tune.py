@@ -177,10 +177,10 @@ def test_sampled_values_become_gin_bindings_that_parse():
 
 def test_trials_ask_for_one_gpu_each_when_the_cluster_has_gpus():
     settings = SearchConfig(space={"experiment.lr": ("loguniform", 1e-4, 1e-2)}, cpus_per_trial=2)
-    assert trial_resources(settings, {"CPU": 16, "GPU": 4}) == ({"cpu": 1, "gpu": 1}, 4)
+    assert trial_resources(settings, {"CPU": 16, "GPU": 4}) == ({"cpu": 2, "gpu": 1}, 4)
     assert trial_resources(settings, {"CPU": 16}) == ({"cpu": 2}, 8)
     settings.max_concurrent = 3
-    assert trial_resources(settings, {"CPU": 16, "GPU": 4}) == ({"cpu": 1, "gpu": 1}, 3)
+    assert trial_resources(settings, {"CPU": 16, "GPU": 4}) == ({"cpu": 2, "gpu": 1}, 3)
 
 
 # -- real searches -------------------------------------------------------------------------------

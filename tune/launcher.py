@@ -77,7 +77,7 @@ def trial_resources(settings: SearchConfig, cluster: dict) -> tuple[dict, int]:
     """One GPU per trial when the cluster has GPUs, else CPUs; and how many trials run at once."""
     gpus, cpus = int(cluster.get("GPU", 0)), int(cluster.get("CPU", 0))
     if gpus:
-        resources, fits = {"cpu": 1, "gpu": 1}, gpus
+        resources, fits = {"cpu": settings.cpus_per_trial, "gpu": 1}, gpus
     else:
         resources, fits = {"cpu": settings.cpus_per_trial}, max(1, cpus // settings.cpus_per_trial)
     concurrent = min(fits, settings.max_concurrent) if settings.max_concurrent else fits

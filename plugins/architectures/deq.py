@@ -29,7 +29,7 @@ from gnn1000.errors import ConfigError
 from gnn1000.plugins.solvers.base import SolverDivergedError, SolverStats, build_solver, check_solve_args
 from gnn1000.registry import register
 
-from .blocks import OutputHead, build_norm, build_operator, check_dropout, check_sizes
+from .blocks import OutputHead, build_norm, build_operator, check_dropout, check_sizes, preserved_buffers
 
 GRADIENTS = ("implicit", "phantom")
 
@@ -72,6 +72,10 @@ class _ImplicitGradient(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor):
+        if torch.is_grad_enabled():
+            raise RuntimeError("deq: a second-order gradient (create_graph=True) through the implicit "
+                               "backward is not supported; use deq.gradient = 'phantom', or "
+                               "deq.pretrain_epochs to train the unrolled model, for that.")
         return ctx.adjoint(grad), None
 
 
@@ -140,7 +144,8 @@ class DEQGNN(torch.nn.Module):
 
     def _record(self, kind: str, stats: SolverStats) -> None:
         self.solver_stats[kind] = stats
-        self._epoch_stats[kind].append(stats)
+        if self.training:  # the epoch's metrics describe the training solves, not evaluation's
+            self._epoch_stats[kind].append(stats)
         if not stats.converged and not self._warned:
             self._warned = True
             tol, max_iter = (self.fwd_tol, self.fwd_max_iter) if kind == "forward" else (self.bwd_tol, self.bwd_max_iter)
@@ -180,7 +185,9 @@ class DEQGNN(torch.nn.Module):
         return z
 
     def _equilibrium(self, f, inj: Tensor) -> Tensor:
-        z_star = self._solve("forward", self.solver, f, torch.zeros_like(inj), self.fwd_tol, self.fwd_max_iter)
+        # The iterates are not the model: BatchNorm statistics count only the final application of f.
+        with preserved_buffers(self.block):
+            z_star = self._solve("forward", self.solver, f, torch.zeros_like(inj), self.fwd_tol, self.fwd_max_iter)
         if not torch.is_grad_enabled():
             return f(z_star)
         if self.gradient == "phantom":

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from gnn1000.errors import ConfigError
+
 from .blocks import preserved_buffers
 
 
@@ -30,7 +32,7 @@ class GroupedCoupling(torch.nn.Module):
     def __init__(self, bodies: list[torch.nn.Module]):
         super().__init__()
         if len(bodies) < 2:
-            raise ValueError(f"a grouped reversible block needs at least 2 groups, got {len(bodies)}")
+            raise ConfigError(f"a grouped reversible block needs at least 2 groups, got {len(bodies)}")
         self.bodies = torch.nn.ModuleList(bodies)
 
     @property
@@ -160,9 +162,9 @@ class ReversibleStack(torch.nn.Module):
                  stream_dtype: torch.dtype | None = torch.float64):
         super().__init__()
         if len(blocks) not in (1, num_layers):
-            raise ValueError(f"give 1 (weight-tied) or num_layers={num_layers} blocks, not {len(blocks)}")
+            raise ConfigError(f"give 1 (weight-tied) or num_layers={num_layers} blocks, not {len(blocks)}")
         if len({b.num_groups for b in blocks}) != 1:
-            raise ValueError("every block of a reversible stack needs the same number of groups")
+            raise ConfigError("every block of a reversible stack needs the same number of groups")
         self.blocks = torch.nn.ModuleList(blocks)
         self.num_layers = num_layers
         self.reversible = reversible
