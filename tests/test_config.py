@@ -98,3 +98,22 @@ def test_a_search_file_given_to_train_points_to_gnn1000_tune():
 
     with pytest.raises(ConfigError, match="run it with 'gnn1000 tune FILE'"):
         config.load("tune/resgnn")
+
+
+def test_runs_of_shipped_configs_are_named_for_the_config_path():
+    from gnn1000.experiment import RunDir
+
+    loaded = config.load("ogbn-proteins/revgnn-deep")
+    assert loaded.name == "ogbn-proteins/revgnn-deep"
+    assert RunDir.new(loaded.name).path.name.startswith("ogbn-proteins-revgnn-deep-")
+
+
+def test_load_works_as_a_library_call_in_a_fresh_interpreter():
+    import subprocess
+    import sys
+
+    code = ("from gnn1000 import config; config.load('ogbn-proteins/revgnn-deep'); "
+            "import gin; print(gin.query_parameter('revgnn.num_layers'))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1001"

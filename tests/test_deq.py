@@ -188,3 +188,20 @@ def test_bad_options_are_clear_errors():
         DEQGNN(5, 8, 2, 1, pretrain_epochs=-1)
     with pytest.raises(UnknownNameError, match="Did you mean 'broyden'"):
         DEQGNN(5, 8, 2, 1, solver="broyde")
+
+
+def test_batchnorm_statistics_count_the_equilibrium_not_the_solver_iterates():
+    x, edge_index, edge_attr = graph()
+    model = contractive(DEQGNN(5, 8, 2, 1, norm="batchnorm", edge_dim=4, fwd_max_iter=20))
+    model.train()
+    model(x, edge_index, edge_attr).sum().backward()
+    assert model.solver_stats["forward"].iterations > 1
+    assert int(model.block.norm1.module.num_batches_tracked) == 1
+
+
+def test_second_order_gradients_through_the_implicit_backward_are_refused():
+    x, edge_index, edge_attr = graph()
+    model = contractive(DEQGNN(5, 8, 2, 1, edge_dim=4))
+    loss = model(x, edge_index, edge_attr).square().sum()
+    with pytest.raises(RuntimeError, match="gradient = 'phantom'"):
+        torch.autograd.grad(loss, list(model.parameters()), create_graph=True)
