@@ -24,12 +24,36 @@ class Encoders:
     dim: int = 64
 
 
-def _edge_dim(edge_attr: torch.Tensor | None) -> int | None:
-    return None if edge_attr is None else (1 if edge_attr.dim() == 1 else edge_attr.size(-1))
+class _Sizes:
+    """Input and output sizes a model is built with: the raw data's, or the encoders' width."""
+
+    encoders: Encoders
+    task: Task
+
+    def _raw(self) -> tuple[int, torch.Tensor | None]:
+        """(node feature count, the edge features of one graph)."""
+        raise NotImplementedError
+
+    @property
+    def num_features(self) -> int:
+        return self.encoders.dim if self.encoders.node else self._raw()[0]
+
+    @property
+    def edge_dim(self) -> int | None:
+        attr = self._raw()[1]
+        if attr is None:
+            return None
+        if self.encoders.edge:
+            return self.encoders.dim
+        return 1 if attr.dim() == 1 else attr.size(-1)
+
+    @property
+    def num_outputs(self) -> int:
+        return self.task.num_outputs
 
 
 @dataclass
-class NodeTaskData:
+class NodeTaskData(_Sizes):
     """One graph whose nodes are predicted; ``graph`` carries ``train_mask``/``valid_mask``/``test_mask``."""
 
     name: str
@@ -38,23 +62,12 @@ class NodeTaskData:
     level: str = "node"
     encoders: Encoders = field(default_factory=Encoders)
 
-    @property
-    def num_features(self) -> int:
-        return self.encoders.dim if self.encoders.node else self.graph.num_node_features
-
-    @property
-    def edge_dim(self) -> int | None:
-        if self.graph.edge_attr is not None and self.encoders.edge:
-            return self.encoders.dim
-        return _edge_dim(self.graph.edge_attr)
-
-    @property
-    def num_outputs(self) -> int:
-        return self.task.num_outputs
+    def _raw(self) -> tuple[int, torch.Tensor | None]:
+        return self.graph.num_node_features, self.graph.edge_attr
 
 
 @dataclass
-class GraphTaskData:
+class GraphTaskData(_Sizes):
     """Many graphs, each predicted whole: a PyG dataset, its split (indices per split name) and the
     pooling (``readout``) that turns node states into one vector per graph."""
 
@@ -66,17 +79,5 @@ class GraphTaskData:
     level: str = "graph"
     encoders: Encoders = field(default_factory=Encoders)
 
-    @property
-    def num_features(self) -> int:
-        return self.encoders.dim if self.encoders.node else self.dataset.num_node_features
-
-    @property
-    def edge_dim(self) -> int | None:
-        attr = self.dataset[0].edge_attr
-        if attr is not None and self.encoders.edge:
-            return self.encoders.dim
-        return _edge_dim(attr)
-
-    @property
-    def num_outputs(self) -> int:
-        return self.task.num_outputs
+    def _raw(self) -> tuple[int, torch.Tensor | None]:
+        return self.dataset.num_node_features, self.dataset[0].edge_attr

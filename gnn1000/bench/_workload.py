@@ -14,7 +14,7 @@ from torch import Tensor
 from torch_geometric.nn import GroupAddRev
 
 from gnn1000.errors import ConfigError
-from gnn1000.plugins.architectures.blocks import OutputHead, PreActBlock
+from gnn1000.plugins.architectures.blocks import OutputHead, PreActBlock, shared_dropout_mask
 from gnn1000.plugins.architectures.resgnn import ResGNN
 from gnn1000.plugins.architectures.revgnn import RevGNN, check_groups
 
@@ -54,9 +54,7 @@ class GroupAddRevGNN(torch.nn.Module):
                 batch: Tensor | None = None) -> Tensor:
         h = self.encoder(x)
         edge = self.edge_encoder(edge_attr)
-        mask = None
-        if self.training and self.dropout > 0:
-            mask = torch.empty_like(h).bernoulli_(1 - self.dropout).div_(1 - self.dropout)
+        mask = shared_dropout_mask(h, self.dropout, self.training)
         for layer in self.layers:
             h = layer(h, edge_index, edge, batch, mask)  # GroupAddRev splits edge and mask per group
         return self.head(h, batch)

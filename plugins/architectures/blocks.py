@@ -30,6 +30,14 @@ def check_dropout(dropout: float) -> float:
     return float(dropout)
 
 
+def shared_dropout_mask(like: Tensor, p: float, training: bool) -> Tensor | None:
+    """One dropout mask (already scaled by 1/(1-p)) for every layer or iterate: reversible stacks
+    and equilibrium solves need each block to be the same function every time it runs."""
+    if not training or p == 0:
+        return None
+    return torch.empty_like(like).bernoulli_(1 - p).div_(1 - p)
+
+
 class PreActBlock(torch.nn.Module):
     """Norm -> ReLU -> Dropout -> Conv (DeeperGCN's res+ body, the paper's f_i).
 

@@ -29,7 +29,7 @@ from gnn1000.errors import ConfigError
 from gnn1000.plugins.solvers.base import SolverDivergedError, SolverStats, build_solver, check_solve_args
 from gnn1000.registry import register
 
-from .blocks import OutputHead, build_norm, build_operator, check_dropout, check_sizes, preserved_buffers
+from .blocks import OutputHead, build_norm, build_operator, check_dropout, check_sizes, preserved_buffers, shared_dropout_mask
 
 GRADIENTS = ("implicit", "phantom")
 
@@ -162,7 +162,7 @@ class DEQGNN(torch.nn.Module):
         self.solver_stats = {"forward": None, "backward": None}
         inj = self.encoder(x)
         # One dropout mask for every application of f: f must be the same function at each iterate.
-        mask = F.dropout(torch.ones_like(inj), self.dropout, True) if self.training and self.dropout > 0 else None
+        mask = shared_dropout_mask(inj, self.dropout, self.training)
 
         def f(z: Tensor) -> Tensor:
             return self.block(z, inj, edge_index, edge_attr, batch, mask)

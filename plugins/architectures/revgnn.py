@@ -9,7 +9,7 @@ from torch_geometric.nn import GATConv
 from gnn1000.errors import ConfigError
 from gnn1000.registry import register
 
-from .blocks import OutputHead, PreActBlock, check_dropout, check_sizes
+from .blocks import OutputHead, PreActBlock, check_dropout, check_sizes, shared_dropout_mask
 from .reversible import GroupedCoupling, ReversibleStack
 
 
@@ -91,8 +91,6 @@ class RevGNN(torch.nn.Module):
                 batch: Tensor | None = None) -> Tensor:
         h = self.encoder(x)
         edge = self.edge_encoder(edge_attr) if self.edge_encoder is not None and edge_attr is not None else None
-        mask = None
-        if self.training and self.dropout > 0:  # one mask for every layer, or the inverse is wrong
-            mask = torch.empty_like(h).bernoulli_(1 - self.dropout).div_(1 - self.dropout)
+        mask = shared_dropout_mask(h, self.dropout, self.training)  # one for every layer, or the inverse is wrong
         h = self.stack(h, edge_index, edge, batch, mask)
         return self.head(h, batch)
