@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch_geometric.data import Data, Dataset
 
+from gnn1000.errors import ConfigError
 from gnn1000.task import Task
 
 SPLITS = ("train", "valid", "test")
@@ -81,3 +82,13 @@ class GraphTaskData(_Sizes):
 
     def _raw(self) -> tuple[int, torch.Tensor | None]:
         return self.dataset.num_node_features, self.dataset[0].edge_attr
+
+
+def random_split(num_items: int, fractions, generator: torch.Generator, owner: str) -> dict[str, torch.Tensor]:
+    """Indices of a random train / valid / test split of ``num_items`` by three fractions."""
+    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ConfigError(f"{owner}.split={tuple(fractions)} must be three positive fractions summing to 1.")
+    perm = torch.randperm(num_items, generator=generator)
+    bounds = torch.tensor(fractions).cumsum(0).mul(num_items).round().long().tolist()
+    return {"train": perm[:bounds[0]], "valid": perm[bounds[0]:bounds[1]], "test": perm[bounds[1]:]}
+

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch_geometric.transforms import Constant, NormalizeFeatures
 
-from gnn1000.data import GraphTaskData, NodeTaskData
+from gnn1000.data import GraphTaskData, NodeTaskData, random_split
 from gnn1000.dataroot import data_root, missing_dataset, writable_root
 from gnn1000.errors import ConfigError
 from gnn1000.registry import register
@@ -72,14 +72,10 @@ def tu(name: str | None = None, split: tuple = (0.8, 0.1, 0.1), seed: int = 0,
 
     if not name:
         raise ConfigError("The 'tu' dataset needs a name: bind tu.name = 'MUTAG' (or another TU dataset).")
-    if len(split) != 3 or min(split) <= 0 or abs(sum(split) - 1.0) > 1e-6:
-        raise ConfigError(f"tu.split={tuple(split)} must be three positive fractions summing to 1.")
     expected = [f"raw/{name}_{f}.txt" for f in ("A", "graph_indicator", "graph_labels")]
     dataset = _open(TUDataset, "tu", name, expected, name=name, use_node_attr=True)
     if dataset.num_node_features == 0:
         dataset.transform = Constant(value=1.0)
-    perm = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
-    bounds = torch.tensor(split).cumsum(0).mul(len(dataset)).round().long().tolist()
-    index = {"train": perm[:bounds[0]], "valid": perm[bounds[0]:bounds[1]], "test": perm[bounds[1]:]}
+    index = random_split(len(dataset), split, torch.Generator().manual_seed(seed), "tu")
     task = Task("multiclass", dataset.num_classes, "acc")
     return GraphTaskData(name=name, dataset=dataset, split=index, task=task, readout=readout)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch_geometric.data import Data
-from torch_geometric.utils import coalesce, scatter
+from torch_geometric.utils import coalesce, index_to_mask, scatter
 
-from gnn1000.data import NodeTaskData
+from gnn1000.data import NodeTaskData, random_split
 from gnn1000.errors import ConfigError
 from gnn1000.registry import register
 from gnn1000.task import Task
@@ -28,7 +28,7 @@ def synthetic_proteins(num_nodes: int = 3000, num_species: int = 8, avg_degree: 
                        latent_dim: int = 8, label_noise: float = 0.03, split=(0.6, 0.2, 0.2),
                        seed: int = 0) -> NodeTaskData:
     """Generate the graph; the same arguments always give the same graph, labels and split."""
-    _check(num_nodes, num_species, avg_degree, num_tasks, hops, within_species, split)
+    _check(num_nodes, num_species, avg_degree, num_tasks, hops, within_species)
     gen = torch.Generator().manual_seed(seed)
     species = torch.randint(num_species, (num_nodes,), generator=gen)
     edge_index = _species_graph(species, num_species, avg_degree, within_species, gen)
@@ -43,17 +43,13 @@ def synthetic_proteins(num_nodes: int = 3000, num_species: int = 8, avg_degree: 
     y = _labels(edge_index, signal, num_tasks, hops, label_noise, gen)
 
     graph = Data(x=x, edge_index=edge_index, edge_attr=edge_attr, y=y, species=species)
-    perm = torch.randperm(num_nodes, generator=gen)
-    bounds = torch.tensor(split).cumsum(0).mul(num_nodes).round().long().tolist()
-    for name, lo, hi in (("train", 0, bounds[0]), ("valid", bounds[0], bounds[1]), ("test", bounds[1], num_nodes)):
-        mask = torch.zeros(num_nodes, dtype=torch.bool)
-        mask[perm[lo:hi]] = True
-        graph[f"{name}_mask"] = mask
+    for name, index in random_split(num_nodes, split, gen, "synthetic_proteins").items():
+        graph[f"{name}_mask"] = index_to_mask(index, num_nodes)
     task = Task(type="multilabel", num_outputs=num_tasks, metric="rocauc")
     return NodeTaskData(name="synthetic-proteins", graph=graph, task=task)
 
 
-def _check(num_nodes, num_species, avg_degree, num_tasks, hops, within_species, split) -> None:
+def _check(num_nodes, num_species, avg_degree, num_tasks, hops, within_species) -> None:
     problems = []
     if num_nodes < 10:
         problems.append(f"num_nodes={num_nodes} (at least 10)")
@@ -65,8 +61,6 @@ def _check(num_nodes, num_species, avg_degree, num_tasks, hops, within_species, 
         problems.append(f"num_tasks={num_tasks}, hops={hops} (num_tasks >= 1, hops >= 0)")
     if not 0.0 <= within_species <= 1.0:
         problems.append(f"within_species={within_species} (a fraction in [0, 1])")
-    if len(split) != 3 or min(split) <= 0 or abs(sum(split) - 1.0) > 1e-6:
-        problems.append(f"split={tuple(split)} (three positive fractions summing to 1)")
     if problems:
         raise ConfigError("synthetic-proteins: invalid " + "; ".join(problems) + ".")
 
