@@ -44,3 +44,11 @@ def unknown_name_message(what: str, name: str, choices) -> str:
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     listing = ", ".join(choices) if choices else "(none)"
     return f"Unknown {what} {name!r}.{hint} Available {what}s: {listing}."
+
+
+def check_positive_ints(owner: str, **values) -> None:
+    """Raise a ConfigError naming ``owner.arg`` for the first value that is not a positive integer."""
+    for arg, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{owner}.{arg}={value!r} must be a positive integer.")
+

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from gnn1000 import checkpoint, dataroot, encoders, memory  # noqa: F401  dataroot: gin 'data.*'
 from gnn1000.data import SPLITS, GraphTaskData, NodeTaskData
-from gnn1000.errors import ConfigError, Gnn1000Error, NonFiniteLossError
+from gnn1000.errors import ConfigError, Gnn1000Error, NonFiniteLossError, check_positive_ints
 from gnn1000.registry import gin_name, resolve
 
 
@@ -41,10 +41,7 @@ class ExperimentConfig:
     graphs_per_epoch: int | None = None  # train on this many random training graphs per epoch
 
     def __post_init__(self):
-        if not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ConfigError(f"experiment.epochs={self.epochs!r} must be a positive integer.")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ConfigError(f"experiment.batch_size={self.batch_size!r} must be a positive integer.")
+        check_positive_ints("experiment", epochs=self.epochs, batch_size=self.batch_size)
         if self.graphs_per_epoch is not None and (not isinstance(self.graphs_per_epoch, int)
                                                   or self.graphs_per_epoch < 1):
             raise ConfigError(f"experiment.graphs_per_epoch={self.graphs_per_epoch!r} must be a "

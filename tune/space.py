@@ -22,7 +22,7 @@ import gin
 import numpy as np
 from ray import tune
 
-from gnn1000.errors import ConfigError
+from gnn1000.errors import ConfigError, check_positive_ints
 
 # spec name -> (Ray Tune sampler, what its arguments are); grid tries every value in every sample.
 DISTRIBUTIONS = {
@@ -55,10 +55,8 @@ class SearchConfig:
         if not isinstance(self.space, dict) or not self.space:
             raise ConfigError("search.space must be a non-empty dict of 'configurable.parameter' -> "
                               "(distribution, args...), e.g. {'experiment.lr': ('loguniform', 1e-4, 1e-2)}.")
-        for name, value in (("num_samples", self.num_samples), ("cpus_per_trial", self.cpus_per_trial),
-                            ("grace_period", self.grace_period)):
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"search.{name}={value!r} must be a positive integer.")
+        check_positive_ints("search", num_samples=self.num_samples, cpus_per_trial=self.cpus_per_trial,
+                            grace_period=self.grace_period)
         if not isinstance(self.max_concurrent, int) or self.max_concurrent < 0:
             raise ConfigError(f"search.max_concurrent={self.max_concurrent!r} must be 0 (follow the "
                               "cluster's GPUs or CPUs) or a positive integer.")

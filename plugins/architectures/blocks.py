@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
 
-from gnn1000.errors import ConfigError
+from gnn1000.errors import ConfigError, check_positive_ints
 from gnn1000.registry import resolve
 
 READOUTS = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}
@@ -85,10 +85,8 @@ class OutputHead(torch.nn.Module):
 
 
 def check_sizes(name: str, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int) -> None:
-    for arg, value in (("in_channels", in_channels), ("hidden_channels", hidden_channels),
-                       ("out_channels", out_channels), ("num_layers", num_layers)):
-        if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name}: {arg}={value!r} must be a positive integer.")
+    check_positive_ints(name, in_channels=in_channels, hidden_channels=hidden_channels,
+                        out_channels=out_channels, num_layers=num_layers)
 
 
 @contextmanager

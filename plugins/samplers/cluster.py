@@ -15,10 +15,10 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.utils import remove_self_loops, to_undirected
 
-from gnn1000.errors import ConfigError
+from gnn1000.errors import ConfigError, check_positive_ints
 from gnn1000.registry import register
 
-from .subgraphs import check_positive, induced_subgraph
+from .subgraphs import induced_subgraph
 
 
 def metis_parts(edge_index: torch.Tensor, num_nodes: int, num_parts: int) -> torch.Tensor:
@@ -38,7 +38,7 @@ class Cluster:
     """METIS into ``num_parts`` clusters once per graph; batches of ``clusters_per_batch`` clusters."""
 
     def __init__(self, num_parts: int = 50, clusters_per_batch: int = 5):
-        check_positive("cluster", num_parts=num_parts, clusters_per_batch=clusters_per_batch)
+        check_positive_ints("cluster", num_parts=num_parts, clusters_per_batch=clusters_per_batch)
         if clusters_per_batch > num_parts:
             raise ConfigError(f"cluster.clusters_per_batch={clusters_per_batch} exceeds "
                               f"cluster.num_parts={num_parts}.")

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 import torch
 from torch_geometric.data import Data
 
-from gnn1000.errors import ConfigError
+from gnn1000.errors import ConfigError, check_positive_ints
 from gnn1000.registry import register
 
-from .subgraphs import check_positive, induced_subgraph
+from .subgraphs import induced_subgraph
 
 
 @register("samplers", "random_partition")
@@ -27,7 +27,7 @@ class RandomPartition:
 
     def __init__(self, num_parts: int = 10, eval_parts: int | None = None, num_views: int = 1):
         eval_parts = num_parts if eval_parts is None else eval_parts
-        check_positive("random_partition", num_parts=num_parts, eval_parts=eval_parts, num_views=num_views)
+        check_positive_ints("random_partition", num_parts=num_parts, eval_parts=eval_parts, num_views=num_views)
         self.num_parts, self.eval_parts, self.num_views = num_parts, eval_parts, num_views
 
     def partition(self, num_nodes: int, num_parts: int) -> list[torch.Tensor]:
