@@ -1,5 +1,6 @@
 import gin
 import pytest
+import torch
 
 from helpers import TINY
 
@@ -15,3 +16,12 @@ def clean_gin():
 @pytest.fixture
 def tiny():
     return list(TINY)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny graphs run fastest on one thread, above all on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

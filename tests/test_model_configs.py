@@ -17,15 +17,7 @@ EXPECTED = {  # (architecture, layers, hidden channels) as the paper reports the
 }
 
 
-@pytest.fixture(autouse=True)
-def clean_gin_one_thread():
-    """gin state is global; tiny graphs run fastest on one thread on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    gin.clear_config()
-    yield
-    gin.clear_config()
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny graphs: one thread is fastest
 
 
 @pytest.mark.parametrize("name", MODELS)

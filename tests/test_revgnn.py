@@ -30,15 +30,7 @@ class ThirdPartyGraphConv(torch.nn.Module):
 OPERATORS = ["gen", "gcn", "sage", "gat", "test-graphconv"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread_clean_gin():
-    """Tiny graphs run fastest on one thread on a shared machine; gin state is global."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    gin.clear_config()
-    yield
-    gin.clear_config()
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny graphs: one thread is fastest
 
 
 def tiny_graph(nodes=30, edges=120, seed=0):

@@ -3,7 +3,6 @@ architecture in the experiment loop."""
 
 from __future__ import annotations
 
-import gin
 import pytest
 import torch
 from torch_geometric.utils import to_undirected
@@ -16,13 +15,6 @@ from gnn1000.registry import BUILT_IN, describe, resolve
 
 TINY = ["synthetic_proteins.num_nodes = 240", "synthetic_proteins.avg_degree = 8",
         "synthetic_proteins.num_tasks = 6", "experiment.epochs = 2", "experiment.device = 'cpu'"]
-
-
-@pytest.fixture(autouse=True)
-def clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
 
 
 @pytest.fixture(scope="module")

@@ -42,13 +42,6 @@ search.space = {{'resgnn.dropout': ('uniform', 0.0, 0.5), 'experiment.lr': ('log
 """
 
 
-@pytest.fixture(autouse=True)
-def _clear_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
-
-
 @pytest.fixture(scope="module")
 def ray_session():
     """Start (or keep) a local Ray with 2 CPUs and the given number of logical GPUs."""
