@@ -120,6 +120,7 @@ def test_shipped_searches_parse_and_keep_groups_divisible(name, architecture):
     search = load_search(name, ["synthetic_proteins.num_nodes = 200"])
     assert search.metric == "valid_rocauc" and search.mode == "max"
     assert search.settings.num_samples >= 1 and search.settings.space
+    assert search.name == name.split("/")[-1]  # folders <name>-<timestamp> sit directly under --storage
 
 
 def test_group_counts_that_do_not_divide_the_channels_are_rejected():

@@ -61,8 +61,9 @@ def load_search(path: str | Path, bindings: list[str] | tuple[str, ...] = ()) ->
               for key, domain in settings.param_space().items()}
     gin_config.load(None, [base_config, *bindings_for(sample)], search=True)
     task = resolve("datasets", experiment.dataset)().task
-    return Search(name=loaded.name, base_config=base_config, settings=settings, epochs=experiment.epochs,
-                  device=experiment.device, metric=f"valid_{task.metric}",
+    # The file's own name: search folders are <name>-<timestamp>, one level under --storage.
+    return Search(name=Path(loaded.name).name, base_config=base_config, settings=settings,
+                  epochs=experiment.epochs, device=experiment.device, metric=f"valid_{task.metric}",
                   mode="max" if task.higher_is_better else "min")
 
 

@@ -41,8 +41,9 @@ def ogb_level(name: str) -> str:
             return level
     listed = sorted([*ogb_master("node"), *ogb_master("graph")])
     raise ConfigError(f"{name!r} is not an OGB node or graph property prediction dataset; "
-                      f"OGB lists {', '.join(listed)}. For other data in OGB's layout use the "
-                      f"'ogb_layout' dataset with a meta_dict.")
+                      f"OGB lists {', '.join(listed)}. For other data in OGB's layout, register a "
+                      f"dataset plugin that calls gnn1000.plugins.datasets.ogb_common.open_ogb with a "
+                      f"meta_dict, as 'blogcatalog' does.")
 
 
 def expected_files(meta: dict, level: str) -> list[str]:
@@ -83,7 +84,7 @@ def open_ogb(name: str, level: str, meta_dict: dict | None = None, **loader_kwar
     else:
         loader_kwargs["root"] = str(root)
     if on_disk or (root / folder / expected[0]).exists():
-        return loader(name, **loader_kwargs)
+        return loader(name, **loader_kwargs)  # present: a failure here is not a missing dataset
     try:  # not on disk: OGB downloads it into the root (or the cache when the root is read-only)
         return loader(name, **loader_kwargs)
     except Exception as exc:  # OGB passes on whatever urllib, zipfile or input() raise
