@@ -20,7 +20,8 @@ def _quiet_third_party_warnings() -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from gnn1000 import config as gin_config
-    from gnn1000.experiment import Experiment, RunDir
+    from gnn1000.build import build_experiment
+    from gnn1000.experiment import RunDir
 
     if args.resume:
         if args.config is not None or args.run_dir is not None:
@@ -32,7 +33,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         loaded = gin_config.load(args.config or gin_config.DEFAULT_CONFIG, args.bind)
         run = RunDir(Path(args.run_dir)) if args.run_dir else RunDir.new(loaded.name)
     print(f"run directory: {run.path}", flush=True)
-    experiment = Experiment(run.path, progress=not args.no_progress)
+    experiment = build_experiment(run.path, progress=not args.no_progress)
     print(f"{experiment.cfg.architecture} on {experiment.cfg.dataset}: "
           f"{experiment.num_parameters:,} parameters, device {experiment.device}", flush=True)
     summary = experiment.fit(resume=bool(args.resume))
@@ -45,7 +46,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from gnn1000.experiment import load_run
+    from gnn1000.build import load_run
 
     experiment = load_run(args.run_dir, progress=False)
     path = experiment.run.best if args.checkpoint == "best" else experiment.run.last

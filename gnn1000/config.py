@@ -1,27 +1,36 @@
-"""gin files in, bound configurables out.
+"""The configuration layer: gin files in, gin references to plain components out.
 
-gin itself resolves includes only against global search paths, and knows a configurable only once
-its module is imported. This module adds what gnn1000 promises on top: a config is a path or the
-name of a shipped config; ``include`` resolves relative to the including file, then to the shipped
-configs; only the plugins a config names are imported; gin's errors gain the list of valid names.
+gin sits here and nowhere else. The registry maps names to plain classes; :func:`reference` gives gin
+its own wrapper of one (``gin.external_configurable``), so a class built in Python never reads gin.
+A reference fills the component arguments it is given by name (``operator``, ``norm``, ``solver``...)
+with references too, so ``gen.*`` bindings reach the operators a ``revgnn`` reference builds.
+
+On top of gin: a config is a path or the name of a shipped config; ``include`` resolves relative to
+the including file, then to the shipped configs; only the plugins a config names are imported; gin's
+errors gain the list of valid names. :mod:`gnn1000.build` turns the bound references into objects.
 """
 
 from __future__ import annotations
 
 import importlib.resources
 import importlib.util  # noqa: F401  gin 0.5.0 uses importlib.util without importing it
+import functools
 import inspect
 import io
 import re
+import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gin
 from gin import config_parser
 
 from gnn1000 import registry
 from gnn1000.errors import ConfigError, did_you_mean
+from gnn1000.settings import ExperimentConfig
 
 _RESOLVED = "gnn1000-config:"  # marks an include path this module has already resolved
 _INCLUDE = re.compile(r"""^(?P<lead>[ \t]*include[ \t]+)(?P<q>['"])(?P<path>[^'"]+)(?P=q)""", re.M)
@@ -83,8 +92,56 @@ def _open_resolved(marked_path: str):
 
 
 gin.config.register_file_reader(_open_resolved, lambda p: p.startswith(_RESOLVED))
-# Ours goes first: gin's package-resource reader would log a false "Path not found" for our paths.
+# Not gin.add_config_file_search_path: it tries the working directory first and never the including
+# file's folder. A reader is gin's one public hook, but gin asks its package-resource reader first,
+# which logs a false "Path not found" for our paths, so ours is moved ahead in gin's reader list.
 gin.config._FILE_READERS.sort(key=lambda reader: reader[0] is not _open_resolved)
+
+# Arguments whose string value names another registered component, and that component's kind.
+COMPONENT_ARGUMENTS = {"operator": "operators", "norm": "norms", "solver": "solvers", "bwd_solver": "solvers"}
+BUILT_ONCE = {"solvers"}  # taken as an instance (one per model), the others as a factory (one per layer)
+_references: dict[tuple[str, str], Callable[..., Any]] = {}
+_references_lock = threading.RLock()
+
+
+def _configured(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` with its component arguments (bound, passed or default) turned into gin references."""
+    signature = inspect.signature(fn)
+    components = [name for name in COMPONENT_ARGUMENTS if name in signature.parameters]
+
+    def build(*args, **kwargs):
+        given = signature.bind_partial(*args, **kwargs).arguments
+        for name in components:
+            value = given.get(name, signature.parameters[name].default)
+            if isinstance(value, str):
+                kind = COMPONENT_ARGUMENTS[name]
+                kwargs[name] = reference(kind, value)() if kind in BUILT_ONCE else reference(kind, value)
+        return fn(*args, **kwargs)
+
+    # Name and docs only: wraps() would copy a class's whole __dict__ and set __wrapped__.
+    functools.update_wrapper(build, fn, assigned=("__module__", "__name__", "__qualname__", "__doc__"), updated=())
+    build.__signature__ = signature  # gin reads the parameters (and their defaults) from here
+    return build
+
+
+def _register_reference(name: str, module: str | None, obj: Callable[..., Any]) -> Callable[..., Any]:
+    with _references_lock:
+        key = (module or "", name)
+        if key not in _references:
+            _references[key] = gin.external_configurable(_configured(obj), name=name, module=module)
+        return _references[key]
+
+
+def reference(kind: str, name: str) -> Callable[..., Any]:
+    """gin's reference to the component registered as ``name``: calling it applies the bindings of
+    ``<gin name>.*`` (registered with gin on first use, under the gin module ``kind``)."""
+    entry = registry.entry(kind, name)
+    return _register_reference(registry.gin_name(entry.name), kind, entry.obj)
+
+
+def settings() -> ExperimentConfig:
+    """The loop's settings as the parsed gin config binds them (``experiment.*``)."""
+    return _register_reference("experiment", None, ExperimentConfig)()
 
 
 class _RecordingDelegate(config_parser.ParserDelegate):
@@ -121,20 +178,20 @@ def _selectors(text: str, source: str) -> list[str]:
 
 
 def _import_named_plugins(selectors: list[str]) -> None:
-    """Load the registry entries a config names, so gin knows them before it parses."""
+    """Load the registry entries a config names and give gin references to them before it parses."""
     for selector in selectors:
         parts = selector.split(".")
         kind = parts[-2] if len(parts) >= 2 else None
         for entry in registry.find_by_gin_name(parts[-1], kind):
-            registry.resolve(entry.kind, entry.name)
+            reference(entry.kind, entry.name)
 
 
 def known_configurables() -> dict[str, object]:
     """gin name -> object for the core configurables; registry entries are listed without loading."""
-    from gnn1000.dataroot import settings
-    from gnn1000.experiment import ExperimentConfig
+    from gnn1000 import dataroot
 
-    return {"experiment": ExperimentConfig, "data": settings}
+    _register_reference("experiment", None, ExperimentConfig)
+    return {"experiment": ExperimentConfig, "data": dataroot.settings}
 
 
 def _all_gin_names() -> list[str]:

@@ -12,10 +12,16 @@ import torch
 from torch import Tensor
 
 from gnn1000.data import Encoders
+from gnn1000.nn.resolver import reset
+from gnn1000.protocols import EpochAware
 
 
 class Encoded(torch.nn.Module):
-    """``model(node_encoder(x), edge_index, edge_encoder(edge_attr), batch)``."""
+    """``model(node_encoder(x), edge_index, edge_encoder(edge_attr), batch)``.
+
+    Forwards the :class:`~gnn1000.protocols.EpochAware` calls to the model (no-ops when it has none),
+    so the loop never looks behind the wrapper.
+    """
 
     def __init__(self, model: torch.nn.Module, encoders: Encoders):
         super().__init__()
@@ -30,6 +36,18 @@ class Encoded(torch.nn.Module):
         if self.edge_encoder is not None and edge_attr is not None:
             edge_attr = self.edge_encoder(edge_attr)
         return self.model(x, edge_index, edge_attr, batch)
+
+    def set_epoch(self, epoch: int) -> None:
+        if isinstance(self.model, EpochAware):
+            self.model.set_epoch(epoch)
+
+    def pop_metrics(self) -> dict[str, float]:
+        return self.model.pop_metrics() if isinstance(self.model, EpochAware) else {}
+
+    def reset_parameters(self) -> None:
+        for module in (self.node_encoder, self.edge_encoder, self.model):
+            if module is not None:
+                reset(module)
 
 
 class NodeIdEmbedding(torch.nn.Module):

@@ -1,6 +1,8 @@
 """The experiment loop: train, evaluate, keep the best model, checkpoint every epoch, resume.
 
-``gnn1000 train`` and every Ray Tune trial run this same loop; Tune only passes ``on_epoch``.
+``Experiment(model, data, sampler, settings, run_dir)`` takes explicit objects and knows nothing of
+gin: :func:`gnn1000.build.build_experiment` makes them from a gin config for ``gnn1000 train`` and
+every Ray Tune trial, which run this same loop (Tune only passes ``on_epoch``).
 """
 
 from __future__ import annotations
@@ -8,48 +10,21 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
-import gin
 import torch
-from torch_geometric.loader import DataLoader
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 from tqdm.auto import tqdm
+from torch_geometric.loader import DataLoader
 
-from gnn1000 import checkpoint, dataroot, encoders, memory  # noqa: F401  dataroot: gin 'data.*'
+from gnn1000 import checkpoint, memory
 from gnn1000.data import SPLITS, GraphTaskData, NodeTaskData
-from gnn1000.errors import ConfigError, Gnn1000Error, NonFiniteLossError, check_positive_ints
-from gnn1000.registry import gin_name, resolve
-
-
-@gin.configurable("experiment")
-@dataclass
-class ExperimentConfig:
-    """What to train and how; every field is a gin binding ``experiment.<field>``."""
-
-    dataset: str = "synthetic-proteins"
-    architecture: str = "resgnn"
-    sampler: str = "full_batch"
-    epochs: int = 100
-    lr: float = 0.001
-    weight_decay: float = 0.0
-    grad_clip: float | None = 1.0
-    seed: int = 0
-    device: str = "auto"
-    batch_size: int = 32  # graphs per mini-batch, for graph-level datasets
-    graphs_per_epoch: int | None = None  # train on this many random training graphs per epoch
-
-    def __post_init__(self):
-        check_positive_ints("experiment", epochs=self.epochs, batch_size=self.batch_size)
-        if self.graphs_per_epoch is not None and (not isinstance(self.graphs_per_epoch, int)
-                                                  or self.graphs_per_epoch < 1):
-            raise ConfigError(f"experiment.graphs_per_epoch={self.graphs_per_epoch!r} must be a "
-                              f"positive integer, or None for every training graph.")
-        if not self.lr > 0:
-            raise ConfigError(f"experiment.lr={self.lr!r} must be positive.")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ConfigError(f"experiment.grad_clip={self.grad_clip!r} must be positive, or None to turn clipping off.")
+from gnn1000.errors import ConfigError, Gnn1000Error, NonFiniteLossError
+from gnn1000.protocols import EpochAware
+from gnn1000.registry import resolve
+from gnn1000.settings import ExperimentConfig
 
 
 def pick_device(name: str) -> torch.device:
@@ -100,38 +75,13 @@ class RunDir:
         return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
 
 
-def build_model(architecture: str, data) -> torch.nn.Module:
-    """The architecture sized for ``data``; graph-level data adds its ``readout``, and categorical
-    inputs get the dataset's encoders in front (see :mod:`gnn1000.encoders`)."""
-    cls = resolve("architectures", architecture)
-    graph_level = getattr(data, "level", "node") == "graph"
-    kwargs = {"readout": data.readout} if graph_level else {}
-    try:
-        model = cls(in_channels=data.num_features, out_channels=data.num_outputs,
-                    edge_dim=data.edge_dim, **kwargs)
-    except TypeError as exc:
-        if "readout" in str(exc) and "unexpected keyword" in str(exc):
-            raise ConfigError(
-                f"Architecture {architecture!r} has no 'readout' option, which graph-level dataset "
-                f"{data.name!r} needs to pool node states per graph (OutputHead(readout=...))."
-            ) from exc
-        if "required" not in str(exc):
-            raise
-        raise ConfigError(
-            f"Architecture {architecture!r} needs more settings: {exc}. Bind them in gin, "
-            f"for example '{gin_name(architecture)}.hidden_channels = 64' and "
-            f"'{gin_name(architecture)}.num_layers = 7'."
-        ) from exc
-    return encoders.wrap(model, getattr(data, "encoders", None))
-
-
 class NodeLevel:
     """Predicting the nodes of one graph: the sampler plugin cuts it into batches, and a node's
     logits are averaged over every batch (and view) it appears in."""
 
-    def __init__(self, data: NodeTaskData, cfg: ExperimentConfig, device: torch.device):
+    def __init__(self, data: NodeTaskData, sampler, device: torch.device):
         self.graph = data.graph.to(device)
-        self.sampler = resolve("samplers", cfg.sampler)()
+        self.sampler = sampler
 
     def train_batches(self):
         """(batch, mask of the batch's rows that train)."""
@@ -162,9 +112,6 @@ class GraphLevel:
     that many random training graphs, and the train score covers the first that many of the split."""
 
     def __init__(self, data: GraphTaskData, cfg: ExperimentConfig, device: torch.device):
-        if cfg.sampler != "full_batch":
-            raise ConfigError(f"experiment.sampler={cfg.sampler!r}: graph-level dataset {data.name!r} is "
-                              f"batched by PyG's DataLoader (experiment.batch_size); keep 'full_batch'.")
         self.dataset, self.split, self.device = data.dataset, data.split, device
         self.batch_size, self.limit = cfg.batch_size, cfg.graphs_per_epoch
 
@@ -194,27 +141,60 @@ class GraphLevel:
                 for split in SPLITS}
 
 
-class Experiment:
-    """One training run in ``run_dir``; ``on_epoch(record, last_checkpoint)`` sees every epoch."""
+def check_graph_sampler(data, sampler: str) -> None:
+    """Graph-level datasets are batched by PyG's DataLoader, not by a sampler plugin."""
+    if getattr(data, "level", "node") == "graph" and sampler != "full_batch":
+        raise ConfigError(f"experiment.sampler={sampler!r}: graph-level dataset {data.name!r} is "
+                          f"batched by PyG's DataLoader (experiment.batch_size); keep 'full_batch'.")
 
-    def __init__(self, run_dir: Path | str, config: ExperimentConfig | None = None, *,
+
+class Experiment:
+    """One training run in ``run_dir``; ``on_epoch(record, last_checkpoint)`` sees every epoch.
+
+    Args:
+        model: The model, ``model(x, edge_index, edge_attr, batch) -> logits``; when it is
+            :class:`~gnn1000.protocols.EpochAware` the loop tells it each epoch and records its metrics.
+        data: A :class:`~gnn1000.data.NodeTaskData` or :class:`~gnn1000.data.GraphTaskData`.
+        sampler: For node-level data, what cuts the graph into batches (``sampler.batches(graph, train)``);
+            None for graph-level data.
+        settings: Epochs, learning rate, clipping, device... (:class:`~gnn1000.settings.ExperimentConfig`).
+        run_dir: Where config, metrics, checkpoints and summary go.
+        optimizer: Default: the registered ``settings.optimizer`` over the model's parameters.
+        scheduler: Default: the registered ``settings.scheduler``; stepped once per epoch.
+        config_text: What ``config.gin`` records (the configuration layer passes the operative gin config).
+
+    Seed (``gnn1000.checkpoint.seed_everything``) before building the model for a reproducible run.
+    """
+
+    def __init__(self, model: torch.nn.Module, data: NodeTaskData | GraphTaskData, sampler,
+                 settings: ExperimentConfig, run_dir: Path | str, *,
+                 optimizer: torch.optim.Optimizer | None = None, scheduler=None, config_text: str = "",
                  progress: bool = True, on_epoch: Callable[[dict, Path], None] | None = None,
                  log: Callable[[str], None] = tqdm.write):
-        self.cfg = config if config is not None else ExperimentConfig()
+        self.cfg = settings
         self.run = RunDir(Path(run_dir))
+        self.config_text = config_text
         self.progress = progress
         self.on_epoch = on_epoch
         self.log = log
-        checkpoint.seed_everything(self.cfg.seed)
         self.device = pick_device(self.cfg.device)
-        self.data = resolve("datasets", self.cfg.dataset)()
+        self.data = data
         self.task = self.data.task
-        self.runner = (NodeLevel if self.data.level == "node" else GraphLevel)(self.data, self.cfg, self.device)
-        self.model = build_model(self.cfg.architecture, self.data).to(self.device)
-        # the architecture itself, behind any input encoders: pop_metrics and solver stats live there
-        self.architecture = self.model.model if isinstance(self.model, encoders.Encoded) else self.model
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr,
-                                          weight_decay=self.cfg.weight_decay)
+        if self.data.level == "node":
+            self.runner = NodeLevel(self.data, sampler, self.device)
+        else:
+            check_graph_sampler(self.data, self.cfg.sampler)
+            self.runner = GraphLevel(self.data, self.cfg, self.device)
+        self.model = model.to(self.device)
+        if optimizer is None:
+            optimizer = resolve("optimizers", self.cfg.optimizer)(self.model.parameters(), lr=self.cfg.lr,
+                                                                 weight_decay=self.cfg.weight_decay)
+        self.optimizer = optimizer
+        self.higher_is_better = self.task.higher_is_better
+        if scheduler is None:
+            scheduler = resolve("schedulers", self.cfg.scheduler)(
+                self.optimizer, epochs=self.cfg.epochs, mode="max" if self.higher_is_better else "min")
+        self.scheduler = scheduler
         self.metric = self.task.metric
         self.epoch = 0
         self.best: dict | None = None
@@ -291,12 +271,15 @@ class Experiment:
     def _state(self) -> dict:
         return {"epoch": self.epoch, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "rng": checkpoint.rng_state(),
-                "best": self.best}
+                "best": self.best,
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None}
 
     def resume_from(self, path: Path) -> None:
         state = checkpoint.load(path)  # on the CPU: RNG states must stay there; load_state_dict moves the rest
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
         checkpoint.set_rng_state(state["rng"])
         self.epoch = state["epoch"]
         self.best = state["best"]
@@ -305,10 +288,8 @@ class Experiment:
         self.model.load_state_dict(checkpoint.load(path, map_location=self.device)["model"])
 
     def write_config(self) -> None:
-        from gnn1000.config import operative_config
-
         self.run.path.mkdir(parents=True, exist_ok=True)
-        self.run.config.write_text(operative_config())
+        self.run.config.write_text(self.config_text)
 
     def fit(self, resume: bool = False) -> dict:
         """Train to ``epochs`` (continuing from the last checkpoint if ``resume``); return the summary."""
@@ -334,14 +315,13 @@ class Experiment:
     def _run_epoch(self) -> dict:
         memory.reset_peak(self.device)
         start = time.perf_counter()
-        set_epoch = getattr(self.architecture, "set_epoch", None)
-        if callable(set_epoch):  # models whose behaviour depends on the epoch (DEQ warm-up)
-            set_epoch(self.epoch)
+        if isinstance(self.model, EpochAware):  # models whose behaviour depends on the epoch (DEQ warm-up)
+            self.model.set_epoch(self.epoch)
         loss = self.train_epoch()
-        record = {"epoch": self.epoch, "loss": loss, **self.evaluate()}
-        pop_metrics = getattr(self.architecture, "pop_metrics", None)
-        if callable(pop_metrics):
-            record.update(pop_metrics())
+        record = {"epoch": self.epoch, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"], **self.evaluate()}
+        if isinstance(self.model, EpochAware):
+            record.update(self.model.pop_metrics())
+        self._step_scheduler(record)
         record["seconds"] = time.perf_counter() - start
         record["peak_memory_mb"] = memory.peak_mb(self.device)
         if self._is_better(record):
@@ -356,6 +336,12 @@ class Experiment:
                  f"test {m} {record[f'test_{m}']:.4f} | {record['seconds']:.1f}s | "
                  f"peak {record['peak_memory_mb']:.0f} MB")
         return record
+
+    def _step_scheduler(self, record: dict) -> None:
+        if isinstance(self.scheduler, ReduceLROnPlateau):
+            self.scheduler.step(record[f"valid_{self.metric}"])
+        elif self.scheduler is not None:
+            self.scheduler.step()
 
     def write_summary(self) -> dict:
         history = self.run.read_metrics()
@@ -375,13 +361,4 @@ class Experiment:
         return summary
 
 
-def load_run(run_dir: Path | str, **kwargs) -> Experiment:
-    """Rebuild the experiment of an existing run directory from its operative config."""
-    from gnn1000 import config as gin_config
-
-    run = RunDir.existing(run_dir)
-    gin_config.load(run.config)
-    return Experiment(run.path, **kwargs)
-
-
-__all__ = ["ExperimentConfig", "Experiment", "RunDir", "load_run", "pick_device", "Gnn1000Error"]
+__all__ = ["ExperimentConfig", "Experiment", "RunDir", "pick_device", "Gnn1000Error"]

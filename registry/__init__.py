@@ -3,8 +3,9 @@
 Components are found through the entry-point groups ``gnn1000.<kind>`` (this package declares its
 own built-ins there too) and through ``@register`` in imported code. Entry points are read from
 package metadata only; a plugin's module is imported the first time its name is resolved, so a
-broken plugin fails only when it is asked for. Every component becomes gin-configurable under its
-registry name (``-`` and other non-identifier characters become ``_``), in the gin module ``kind``.
+broken plugin fails only when it is asked for. The registry is a plain name -> object map: it never
+touches gin. The configuration layer (:mod:`gnn1000.config`) gives gin its own reference to each
+component it uses, under :func:`gin_name` in the gin module ``kind``, leaving the classes unchanged.
 """
 
 from __future__ import annotations
@@ -16,15 +17,13 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable
 
-import gin
-
 from gnn1000.errors import PluginLoadError, UnknownNameError, normalize, unknown_name_message
 
-KINDS = ("architectures", "operators", "norms", "samplers", "solvers", "datasets")
+KINDS = ("architectures", "operators", "norms", "samplers", "solvers", "datasets", "optimizers", "schedulers")
 BUILT_IN = "built-in"
 _DISTRIBUTION = "gnn1000"
 
-__all__ = ["KINDS", "register", "resolve", "available", "describe", "gin_name", "refresh", "Entry"]
+__all__ = ["KINDS", "register", "resolve", "entry", "available", "describe", "gin_name", "refresh", "Entry"]
 
 
 @dataclass
@@ -95,21 +94,8 @@ def _discover(kind: str) -> None:
         _discovered.add(kind)
 
 
-def _make_configurable(kind: str, name: str, obj: Any) -> Any:
-    """Register obj with gin under its registry name, once."""
-    selector = f"{kind}.{gin_name(name)}"
-    if getattr(obj, "__gnn1000_gin__", None) == selector:
-        return obj
-    configurable = gin.configurable(gin_name(name), module=kind)(obj)
-    try:
-        configurable.__gnn1000_gin__ = selector
-    except (AttributeError, TypeError):  # builtins and the like cannot carry the marker
-        pass
-    return configurable
-
-
 def register(kind: str, name: str | None = None) -> Callable[[Any], Any]:
-    """Decorator: ``@register("operators", "myconv")`` makes a class resolvable and gin-configurable."""
+    """Decorator: ``@register("operators", "myconv")`` makes a class resolvable by name; it stays unchanged."""
     _check_kind(kind)
 
     def decorator(obj: Any) -> Any:
@@ -129,12 +115,11 @@ def register(kind: str, name: str | None = None) -> Callable[[Any], Any]:
                     f"{kind} name {reg_name!r} is already registered by {entry.target} "
                     f"({entry.origin}); choose another name for {target}."
                 )
-            configurable = _make_configurable(kind, reg_name, obj)
             if entry is None:
                 entry = Entry(kind, reg_name, _origin_of_module(obj.__module__), target)
                 _entries[kind][key] = entry
-            entry.obj = configurable
-        return configurable
+            entry.obj = obj
+        return obj
 
     return decorator
 
@@ -164,8 +149,20 @@ def _load(entry: Entry) -> Any:
         ) from exc
     with _lock:
         if not entry.loaded:  # its module may have called register() while importing
-            entry.obj = _make_configurable(entry.kind, entry.name, obj)
+            entry.obj = obj
     return entry.obj
+
+
+def entry(kind: str, name: str) -> Entry:
+    """The loaded entry registered as ``name`` (any spelling :func:`normalize` maps to it) in ``kind``."""
+    _check_kind(kind)
+    _discover(kind)
+    found = _entries[kind].get(normalize(name))
+    if found is None:
+        raise UnknownNameError(unknown_name_message(kind[:-1], name, available(kind)))
+    _check_rivals(found)
+    _load(found)
+    return found
 
 
 def resolve(kind: str, name_or_obj: Any) -> Any:
@@ -173,12 +170,7 @@ def resolve(kind: str, name_or_obj: Any) -> Any:
     _check_kind(kind)
     if not isinstance(name_or_obj, str):
         return name_or_obj
-    _discover(kind)
-    entry = _entries[kind].get(normalize(name_or_obj))
-    if entry is None:
-        raise UnknownNameError(unknown_name_message(kind[:-1], name_or_obj, available(kind)))
-    _check_rivals(entry)
-    return _load(entry)
+    return entry(kind, name_or_obj).obj
 
 
 def available(kind: str) -> list[str]:

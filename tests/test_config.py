@@ -6,7 +6,7 @@ import pytest
 
 from gnn1000 import config
 from gnn1000.errors import ConfigError
-from gnn1000.experiment import ExperimentConfig, build_model
+from gnn1000.build import build_model
 
 
 def _write(path, text):
@@ -20,7 +20,7 @@ def test_shipped_config_is_found_by_name_with_or_without_suffix():
     assert "default" in config.shipped_configs()
     loaded = config.load("default")
     assert loaded.name == "default"
-    assert ExperimentConfig().architecture == "resgnn"
+    assert config.settings().architecture == "resgnn"
 
 
 def test_missing_config_names_close_shipped_configs():
@@ -42,11 +42,9 @@ def test_includes_resolve_relative_to_the_including_file_then_shipped_configs(tm
         resgnn.hidden_channels = 12
         """)
     config.load(main)
-    from gnn1000.registry import resolve
-
-    data = resolve("datasets", "synthetic-proteins")(num_nodes=50, avg_degree=4)
+    data = config.reference("datasets", "synthetic-proteins")(num_nodes=50, avg_degree=4)
     assert data.num_outputs == 5
-    model = build_model(ExperimentConfig().architecture, data)
+    model = build_model(config.settings().architecture, data)
     assert len(model.blocks) == 3 and model.encoder.out_features == 12
 
 
@@ -58,7 +56,7 @@ def test_missing_include_names_the_including_file(tmp_path):
 
 def test_bindings_override_the_file():
     config.load("default", ["resgnn.num_layers = 2", "experiment.lr = 0.5"])
-    assert ExperimentConfig().lr == 0.5
+    assert config.settings().lr == 0.5
 
 
 def test_unknown_configurable_suggests_close_names_and_lists_all():
@@ -90,7 +88,7 @@ def test_malformed_binding_and_syntax_errors_are_config_errors(tmp_path):
 def test_invalid_experiment_values_are_rejected():
     config.load("default", ["experiment.epochs = 0"])
     with pytest.raises(ConfigError, match="epochs=0 must be a positive integer"):
-        ExperimentConfig()
+        config.settings()
 
 
 def test_a_search_file_given_to_train_points_to_gnn1000_tune():

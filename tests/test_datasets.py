@@ -11,6 +11,7 @@ from shared_data import requires, shared_data  # noqa: F401  (session fixture)
 
 from gnn1000 import config
 from gnn1000.errors import ConfigError
+from gnn1000.build import build_experiment
 from gnn1000.experiment import Experiment
 from gnn1000.registry import resolve
 
@@ -26,7 +27,7 @@ def clean_gin():
 
 def experiment(tmp_path, dataset: str, bindings: list[str]) -> Experiment:
     config.load(None, [f"experiment.dataset = '{dataset}'", *SMALL_RESGNN, *bindings])
-    return Experiment(tmp_path / "run", progress=False, log=lambda _: None)
+    return build_experiment(tmp_path / "run", progress=False, log=lambda _: None)
 
 
 @pytest.fixture(scope="module")
@@ -150,12 +151,12 @@ def test_ogb_by_name_rejects_names_ogb_does_not_list():
 
 def test_graph_level_data_refuses_a_node_sampler(tmp_path):
     from gnn1000.data import GraphTaskData
-    from gnn1000.experiment import ExperimentConfig, GraphLevel
+    from gnn1000.experiment import check_graph_sampler
     from gnn1000.task import Task
 
     data = GraphTaskData("g", dataset=[], split={}, task=Task("binary", 1, "rocauc"))
     with pytest.raises(ConfigError, match="DataLoader"):
-        GraphLevel(data, ExperimentConfig(sampler="random_partition"), torch.device("cpu"))
+        check_graph_sampler(data, "random_partition")
 
 
 def test_an_ogb_folder_without_its_release_file_is_an_error_not_a_prompt(tmp_path, monkeypatch):

@@ -6,9 +6,7 @@ import pytest
 import torch
 
 from gnn1000 import config as gin_config
-from gnn1000.experiment import ExperimentConfig
 from gnn1000.plugins.architectures.deq import DEQGNN
-from gnn1000.registry import resolve
 
 
 
@@ -17,8 +15,8 @@ from gnn1000.registry import resolve
 def test_deq_fragment_parses_and_builds(name, channels):
     assert name in gin_config.shipped_configs()
     gin_config.load(name)
-    assert ExperimentConfig().architecture == "deq"
-    model = resolve("architectures", "deq")(in_channels=8, out_channels=112, edge_dim=8)
+    assert gin_config.settings().architecture == "deq"
+    model = gin_config.reference("architectures", "deq")(in_channels=8, out_channels=112, edge_dim=8)
     assert isinstance(model, DEQGNN)
     assert model.encoder.out_features == channels and model.head.lin.out_features == 112
     assert type(model.solver).__name__ == type(model.bwd_solver).__name__ == "Broyden"

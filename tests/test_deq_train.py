@@ -11,7 +11,8 @@ from helpers import bind_args
 
 from gnn1000 import config as gin_config
 from gnn1000.cli import main
-from gnn1000.experiment import Experiment, RunDir
+from gnn1000.build import build_experiment
+from gnn1000.experiment import RunDir
 
 BINDINGS = [
     "experiment.architecture = 'deq'", "experiment.epochs = 12", "experiment.lr = 0.01",
@@ -24,7 +25,7 @@ BINDINGS = [
 @pytest.mark.filterwarnings("ignore::gnn1000.plugins.architectures.deq.SolverConvergenceWarning")
 def test_deq_trains_through_the_cli_above_the_untrained_model_with_solver_stats(tmp_path):
     gin_config.load("default", BINDINGS)
-    untrained = Experiment(tmp_path / "untrained", progress=False).evaluate()["test_rocauc"]
+    untrained = build_experiment(tmp_path / "untrained", progress=False).evaluate()["test_rocauc"]
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

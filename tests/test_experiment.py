@@ -12,7 +12,8 @@ import torch
 from gnn1000 import checkpoint, config
 from gnn1000.cli import main as cli_main
 from gnn1000.errors import ConfigError, NonFiniteLossError
-from gnn1000.experiment import Experiment, pick_device
+from gnn1000.build import build_experiment
+from gnn1000.experiment import pick_device
 from gnn1000.registry import register
 
 from helpers import TINY, bind_args, run_gnn1000
@@ -30,7 +31,7 @@ def _history(run_dir):
 
 def test_a_run_writes_config_metrics_summary_and_checkpoints(tmp_path, tiny):
     config.load("default", tiny)
-    summary = Experiment(tmp_path, progress=False).fit()
+    summary = build_experiment(tmp_path, progress=False).fit()
     history = _history(tmp_path)
     assert [r["epoch"] for r in history] == [1, 2, 3]
     assert {"loss", "train_rocauc", "valid_rocauc", "test_rocauc", "seconds", "peak_memory_mb"} <= set(history[0])
@@ -75,7 +76,7 @@ class NanFromThirdEpoch(torch.nn.Module):
 
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_last_good_state(tmp_path, tiny):
     config.load("default", [*tiny, "experiment.architecture = 'nan_from_third_epoch'", "experiment.epochs = 5"])
-    experiment = Experiment(tmp_path, progress=False)
+    experiment = build_experiment(tmp_path, progress=False)
     with pytest.raises(NonFiniteLossError) as err:
         experiment.fit()
     message = str(err.value)

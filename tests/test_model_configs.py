@@ -4,9 +4,7 @@ import gin
 import pytest
 import torch
 
-import gnn1000.experiment  # noqa: F401  registers the experiment configurable with gin
 from gnn1000 import config
-from gnn1000.registry import resolve
 
 MODELS = ["revgnn-deep", "revgnn-wide", "resgnn-64", "wt-revgnn-224", "revgcn-deep", "revsage", "revgat",
           "revgnn-160", "revgnn-256"]
@@ -25,7 +23,7 @@ def test_model_fragment_builds_a_model(name):
     config.load(f"models/{name}")
     arch = gin.query_parameter("experiment.architecture")
     # ogbn-proteins-like sizes: 8 node features, 112 tasks, 8 edge features
-    model = resolve("architectures", arch)(in_channels=8, out_channels=112, edge_dim=8)
+    model = config.reference("architectures", arch)(in_channels=8, out_channels=112, edge_dim=8)
     if name in EXPECTED:
         want_arch, layers, hidden = EXPECTED[name]
         assert arch == want_arch

@@ -41,11 +41,11 @@ def test_unknown_name_names_kind_close_matches_and_all_choices():
 
 
 def test_unknown_kind_lists_the_kinds():
-    with pytest.raises(UnknownNameError, match="architectures, datasets, norms, operators, samplers, solvers"):
+    with pytest.raises(UnknownNameError, match="architectures, datasets, norms, operators, optimizers, samplers, schedulers, solvers"):
         available("operator")
 
 
-def test_register_makes_a_component_resolvable_and_gin_configurable():
+def test_register_makes_a_component_resolvable_and_gin_configurable_through_a_reference():
     @register("operators", "scaled_identity_for_test")
     class ScaledIdentity(torch.nn.Module):
         def __init__(self, in_channels, out_channels, *, edge_dim=None, scale=1.0):
@@ -55,12 +55,16 @@ def test_register_makes_a_component_resolvable_and_gin_configurable():
         def forward(self, x, edge_index, edge_attr=None):
             return self.scale * x
 
-    assert resolve("operators", "scaled-identity-for-test") is ScaledIdentity
+    from gnn1000 import config
+
+    assert resolve("operators", "scaled-identity-for-test") is ScaledIdentity  # the class itself
+    configured = config.reference("operators", "scaled-identity-for-test")
     gin.parse_config("scaled_identity_for_test.scale = 3.0")
-    assert ScaledIdentity(4, 4).scale == 3.0
+    assert configured(4, 4).scale == 3.0
+    assert ScaledIdentity(4, 4).scale == 1.0  # built in Python: gin does not reach it
     gin.clear_config()
     gin.parse_config("operators.scaled_identity_for_test.scale = 5.0")  # kind as gin module
-    assert ScaledIdentity(4, 4).scale == 5.0
+    assert configured(4, 4).scale == 5.0 and type(configured(4, 4)) is ScaledIdentity
 
 
 def test_a_second_object_cannot_take_a_registered_name():

@@ -1,15 +1,14 @@
 """RevGNN and its reversible engine: exact gradients at depth, constant-memory bookkeeping, user-facing errors."""
 
-import gin
 import pytest
 import torch
 from torch_geometric.nn import GraphConv
 
 from gnn1000.errors import ConfigError
-from gnn1000.plugins.architectures.blocks import PreActBlock
-from gnn1000.plugins.architectures.reversible import GroupedCoupling, ReversibleStack
+from gnn1000.nn.blocks import PreActBlock
+from gnn1000.nn.reversible import GroupedCoupling, ReversibleStack
 from gnn1000.plugins.architectures.revgnn import RevGNN
-from gnn1000.registry import register, resolve
+from gnn1000.registry import register
 
 IN, OUT, EDGE_DIM = 5, 4, 3
 HIDDEN = 24  # divisible by 2, 3 and 4 groups
@@ -234,10 +233,8 @@ def test_group_errors_name_the_problem(hidden, groups, match):
 
 
 def test_randomness_inside_a_block_is_refused():
-    resolve("operators", "gat")  # gin knows a plugin once it is loaded
-    gin.bind_parameter("gat.attention_dropout", 0.5)
     with pytest.raises(ConfigError, match="revgnn.dropout"):
-        RevGNN(IN, HIDDEN, OUT, 2, operator="gat", num_groups=2)
+        RevGNN(IN, HIDDEN, OUT, 2, operator="gat", num_groups=2, operator_kwargs={"attention_dropout": 0.5})
 
 
 def test_unknown_stream_dtype_is_refused():

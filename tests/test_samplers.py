@@ -9,7 +9,7 @@ from torch_geometric.utils import to_undirected
 
 from gnn1000 import config
 from gnn1000.errors import ConfigError
-from gnn1000.experiment import Experiment
+from gnn1000.build import build_experiment
 from gnn1000.plugins.datasets.synthetic_proteins import synthetic_proteins
 from gnn1000.registry import BUILT_IN, describe, resolve
 
@@ -136,7 +136,7 @@ def test_every_sampler_trains_every_architecture(tmp_path, architecture, sampler
     arch = architecture.replace("-", "_")
     config.load(None, [*TINY, f"experiment.architecture = '{architecture}'", f"experiment.sampler = '{sampler}'",
                        f"{arch}.hidden_channels = 16", f"{arch}.num_layers = 2", *SAMPLERS[sampler]])
-    summary = Experiment(tmp_path / "run", progress=False, log=lambda _: None).fit()
+    summary = build_experiment(tmp_path / "run", progress=False, log=lambda _: None).fit()
     assert summary["epochs"] == 2
     assert all(0.0 <= summary["final"][f"{s}_rocauc"] <= 1.0 for s in ("train", "valid", "test"))
 
@@ -146,10 +146,10 @@ def test_a_resumed_run_draws_the_same_batches_as_an_unbroken_one(tmp_path, sampl
     bindings = [*TINY, "resgnn.hidden_channels = 8", "resgnn.num_layers = 2", "resgnn.dropout = 0.2",
                 f"experiment.sampler = '{sampler}'", *SAMPLERS[sampler]]
     config.load(None, [*bindings, "experiment.epochs = 3"])
-    unbroken = Experiment(tmp_path / "a", progress=False, log=lambda _: None).fit()["final"]
+    unbroken = build_experiment(tmp_path / "a", progress=False, log=lambda _: None).fit()["final"]
     config.load(None, [*bindings, "experiment.epochs = 2"])
-    Experiment(tmp_path / "b", progress=False, log=lambda _: None).fit()
+    build_experiment(tmp_path / "b", progress=False, log=lambda _: None).fit()
     config.load(None, [*bindings, "experiment.epochs = 3"])
-    resumed = Experiment(tmp_path / "b", progress=False, log=lambda _: None).fit(resume=True)["final"]
+    resumed = build_experiment(tmp_path / "b", progress=False, log=lambda _: None).fit(resume=True)["final"]
     for key in ("loss", "train_rocauc", "valid_rocauc", "test_rocauc"):
         assert resumed[key] == pytest.approx(unbroken[key], rel=1e-6)

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 from gnn1000 import config
-from gnn1000.experiment import ExperimentConfig, build_model
+from gnn1000.build import build_model
 from gnn1000.registry import resolve
 
 RUNNABLE = [name for name in config.shipped_configs() if not name.startswith(("fragments/", "tune/"))]
@@ -14,7 +14,7 @@ RUNNABLE = [name for name in config.shipped_configs() if not name.startswith(("f
 @pytest.mark.parametrize("name", RUNNABLE)
 def test_shipped_config_parses_and_builds(name):
     config.load(name)
-    cfg = ExperimentConfig()
+    cfg = config.settings()
     resolve("datasets", cfg.dataset)
     resolve("samplers", cfg.sampler)
     # Stand-in sizes: the real datasets of the paper's configs are too large to load in a unit test.

@@ -49,13 +49,11 @@ class Search:
 
 def load_search(path: str | Path, bindings: list[str] | tuple[str, ...] = ()) -> Search:
     """Parse a search file (path or shipped name like 'tune/resgnn') and check it before any trial runs."""
-    from gnn1000.experiment import ExperimentConfig
-
     loaded = gin_config.load(path, bindings, search=True)
     settings = SearchConfig()
     base_config = gin.config_str()
     check_group_divisibility(settings.space, _bound)
-    experiment = ExperimentConfig()
+    experiment = gin_config.settings()
     # Parse one sample, so a typo in a searched binding fails here, not in every trial.
     sample = {key: domain.sample() if hasattr(domain, "sample") else domain["grid_search"][0]
               for key, domain in settings.param_space().items()}

@@ -41,7 +41,7 @@ def train_trial(params: dict, *, base_config: str, workdir: str,
     there what they mean for ``gnn1000 train``. ``callback(experiment, record)`` runs after every epoch,
     before it is reported.
     """
-    from gnn1000.experiment import Experiment
+    from gnn1000.build import build_experiment
 
     context = tune.get_context()
     # Not inside the trial directory: Tune uploads that while we write. Checkpoints carry the run.
@@ -52,7 +52,7 @@ def train_trial(params: dict, *, base_config: str, workdir: str,
                     search=True)
 
     resume = _restore_run_dir(run_dir)
-    experiment = Experiment(run_dir, progress=False, log=print)
+    experiment = build_experiment(run_dir, progress=False, log=print)
 
     def on_epoch(record: dict, _last: Path) -> None:
         if callback is not None:

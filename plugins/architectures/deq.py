@@ -26,10 +26,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gnn1000.errors import ConfigError
+from gnn1000.nn.blocks import OutputHead, build_norm, build_operator, check_dropout, check_sizes, preserved_buffers, shared_dropout_mask
 from gnn1000.plugins.solvers.base import SolverDivergedError, SolverStats, build_solver, check_solve_args
 from gnn1000.registry import register
-
-from .blocks import OutputHead, build_norm, build_operator, check_dropout, check_sizes, preserved_buffers, shared_dropout_mask
 
 GRADIENTS = ("implicit", "phantom")
 

@@ -8,30 +8,68 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
+from gnn1000.nn.blocks import OutputHead, PreActBlock, check_sizes, preserved_buffers
+from gnn1000.nn.resolver import ModuleSpec, reset
 from gnn1000.registry import register
-
-from .blocks import OutputHead, PreActBlock, check_sizes, preserved_buffers
 
 
 @register("architectures", "resgnn")
 class ResGNN(torch.nn.Module):
-    """Residual GNN; ``weight_tied`` reuses one block, ``checkpoint`` recomputes each block in backward."""
+    """Residual GNN (DeeperGCN res+): encoder -> ``num_layers`` pre-activation blocks -> output head.
+
+    Args:
+        in_channels: Width of the input node features.
+        hidden_channels: Width of the node states.
+        out_channels: Number of outputs per node (per graph with ``readout``).
+        num_layers: Number of residual blocks; activation memory grows linearly with it.
+        operator: The graph convolution: a registry name, a class such as
+            ``torch_geometric.nn.SAGEConv``, or a callable ``(in, out, **kwargs)``.
+        norm: The normalisation: a registry name, a class or a callable ``(channels, **kwargs)``.
+        dropout: Dropout probability in each block and the head.
+        edge_dim: Width of the edge features, or None; passed to operators that take it.
+        operator_kwargs: Extra constructor arguments of the operator.
+        norm_kwargs: Extra constructor arguments of the norm.
+        weight_tied: Reuse one block's weights in every layer (WT-ResGNN).
+        checkpoint: Recompute each block in the backward pass (torch.utils.checkpoint).
+        readout: None for node outputs, else 'mean', 'sum' or 'max' pooling per graph.
+
+    Shapes: ``x`` (N, in_channels), ``edge_index`` (2, E), ``edge_attr`` (E, edge_dim),
+    ``batch`` (N,) -> (N, out_channels), or (num_graphs, out_channels) with ``readout``.
+
+    >>> model = ResGNN(8, 16, 3, num_layers=2, operator="sage")
+    >>> model(torch.randn(5, 8), torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]])).shape
+    torch.Size([5, 3])
+    """
 
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int, *,
-                 operator="gen", norm="layernorm", dropout: float = 0.0, edge_dim: int | None = None,
-                 weight_tied: bool = False, checkpoint: bool = False, readout: str | None = None):
+                 operator: ModuleSpec = "gen", norm: ModuleSpec = "layernorm", dropout: float = 0.0,
+                 edge_dim: int | None = None, operator_kwargs: dict | None = None,
+                 norm_kwargs: dict | None = None, weight_tied: bool = False, checkpoint: bool = False,
+                 readout: str | None = None):
         super().__init__()
+        self.in_channels, self.hidden_channels, self.out_channels = in_channels, hidden_channels, out_channels
         check_sizes("resgnn", in_channels, hidden_channels, out_channels, num_layers)
         self.num_layers = num_layers
         self.weight_tied = weight_tied
         self.checkpoint = checkpoint
         self.encoder = torch.nn.Linear(in_channels, hidden_channels)
         self.blocks = torch.nn.ModuleList(
-            PreActBlock(hidden_channels, hidden_channels, operator=operator, norm=norm,
-                        dropout=dropout, edge_dim=edge_dim)
+            PreActBlock(hidden_channels, hidden_channels, operator=operator, norm=norm, dropout=dropout,
+                        edge_dim=edge_dim, operator_kwargs=operator_kwargs, norm_kwargs=norm_kwargs)
             for _ in range(1 if weight_tied else num_layers)
         )
-        self.head = OutputHead(hidden_channels, out_channels, norm=norm, dropout=dropout, readout=readout)
+        self.head = OutputHead(hidden_channels, out_channels, norm=norm, dropout=dropout, readout=readout,
+                               norm_kwargs=norm_kwargs)
+
+    def reset_parameters(self) -> None:
+        reset(self.encoder)
+        for block in self.blocks:
+            block.reset_parameters()
+        self.head.reset_parameters()
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.in_channels}, {self.hidden_channels}, {self.out_channels}, "
+                f"num_layers={self.num_layers}, weight_tied={self.weight_tied})")
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
                 batch: Tensor | None = None) -> Tensor:

@@ -7,10 +7,10 @@ from torch import Tensor
 from torch_geometric.nn import GATConv
 
 from gnn1000.errors import ConfigError
+from gnn1000.nn.blocks import OutputHead, PreActBlock, check_dropout, check_sizes, shared_dropout_mask
+from gnn1000.nn.resolver import ModuleSpec
+from gnn1000.nn.reversible import GroupedCoupling, ReversibleStack
 from gnn1000.registry import register
-
-from .blocks import OutputHead, PreActBlock, check_dropout, check_sizes, shared_dropout_mask
-from .reversible import GroupedCoupling, ReversibleStack
 
 
 def check_groups(hidden_channels: int, num_groups: int) -> None:
@@ -40,21 +40,45 @@ def _check_deterministic(blocks: torch.nn.Module) -> None:
 
 @register("architectures", "revgnn")
 class RevGNN(torch.nn.Module):
-    """Encoder -> ``num_layers`` grouped reversible blocks -> output head.
+    """Encoder -> ``num_layers`` grouped reversible blocks -> output head (Li et al. 2021).
 
-    ``num_groups`` C splits the channels; ``weight_tied`` shares one block's weights across all layers
-    (WT-RevGNN); ``reversible=False`` runs the same weights through plain autograd. ``stream_dtype``
-    is the residual stream's dtype ('float64' keeps the reconstruction exact over 1000 layers;
-    None uses the model's own dtype, as the paper's code does).
+    Args:
+        in_channels: Width of the input node features.
+        hidden_channels: Width D of the node states; divisible by ``num_groups``.
+        out_channels: Number of outputs per node (per graph with ``readout``).
+        num_layers: Number of reversible blocks L; activation memory does not grow with it.
+        operator: The graph convolution of each group: a registry name ('gen', 'gcn', 'sage', 'gat'),
+            a class such as ``torch_geometric.nn.GCNConv``, or a callable ``(in, out, **kwargs)``.
+        norm: The normalisation: a registry name ('layernorm', 'batchnorm', 'graphnorm',
+            'identity'), a class or a callable ``(channels, **kwargs)``.
+        dropout: Dropout probability; one mask per forward pass is shared by every layer.
+        edge_dim: Width of the edge features, or None; they are encoded to D and split per group.
+        operator_kwargs: Extra constructor arguments of the operator (e.g. ``{"heads": 2}``).
+        norm_kwargs: Extra constructor arguments of the norm (e.g. ``{"eps": 1e-6}``).
+        num_groups: Number of groups C the channels are split into (>= 2).
+        weight_tied: Share one block's weights across all layers (WT-RevGNN).
+        reversible: False runs the same weights through plain autograd (the gradient reference).
+        stream_dtype: The residual stream's dtype: 'float64' keeps the reconstruction exact over
+            1000 layers; None uses the model's own dtype, as the paper's code does.
+        readout: None for node outputs, else 'mean', 'sum' or 'max' pooling per graph.
+
+    Shapes: ``x`` (N, in_channels), ``edge_index`` (2, E), ``edge_attr`` (E, edge_dim),
+    ``batch`` (N,) -> (N, out_channels), or (num_graphs, out_channels) with ``readout``.
+
+    >>> model = RevGNN(8, 16, 3, num_layers=4, operator="gcn")
+    >>> model(torch.randn(5, 8), torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]])).shape
+    torch.Size([5, 3])
     """
 
     STREAM_DTYPES = {"float64": torch.float64, "float32": torch.float32, None: None}
 
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int, *,
-                 operator="gen", norm="layernorm", dropout: float = 0.0, edge_dim: int | None = None,
-                 num_groups: int = 2, weight_tied: bool = False, reversible: bool = True,
-                 stream_dtype: str | None = "float64", readout: str | None = None):
+                 operator: ModuleSpec = "gen", norm: ModuleSpec = "layernorm", dropout: float = 0.0,
+                 edge_dim: int | None = None, operator_kwargs: dict | None = None,
+                 norm_kwargs: dict | None = None, num_groups: int = 2, weight_tied: bool = False,
+                 reversible: bool = True, stream_dtype: str | None = "float64", readout: str | None = None):
         super().__init__()
+        self.in_channels, self.hidden_channels, self.out_channels = in_channels, hidden_channels, out_channels
         check_sizes("revgnn", in_channels, hidden_channels, out_channels, num_layers)
         check_groups(hidden_channels, num_groups)
         if stream_dtype not in self.STREAM_DTYPES:
@@ -69,7 +93,8 @@ class RevGNN(torch.nn.Module):
         def make_block() -> GroupedCoupling:
             return GroupedCoupling([
                 PreActBlock(group_channels, group_channels, operator=operator, norm=norm, dropout=dropout,
-                            edge_dim=group_channels if edge_dim is not None else None)
+                            edge_dim=group_channels if edge_dim is not None else None,
+                            operator_kwargs=operator_kwargs, norm_kwargs=norm_kwargs)
                 for _ in range(num_groups)
             ])
 
@@ -77,7 +102,20 @@ class RevGNN(torch.nn.Module):
                                      num_layers, reversible=reversible,
                                      stream_dtype=self.STREAM_DTYPES[stream_dtype])
         _check_deterministic(self.stack)
-        self.head = OutputHead(hidden_channels, out_channels, norm=norm, dropout=dropout, readout=readout)
+        self.head = OutputHead(hidden_channels, out_channels, norm=norm, dropout=dropout, readout=readout,
+                               norm_kwargs=norm_kwargs)
+
+    def reset_parameters(self) -> None:
+        self.encoder.reset_parameters()
+        if self.edge_encoder is not None:
+            self.edge_encoder.reset_parameters()
+        self.stack.reset_parameters()
+        self.head.reset_parameters()
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.in_channels}, {self.hidden_channels}, {self.out_channels}, "
+                f"num_layers={self.stack.num_layers}, num_groups={self.stack.num_groups}, "
+                f"weight_tied={self.stack.weight_tied}, reversible={self.reversible})")
 
     @property
     def reversible(self) -> bool:

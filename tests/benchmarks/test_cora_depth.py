@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds the
 from shared_data import requires, shared_data  # noqa: E402,F401
 
 from gnn1000.errors import UnknownNameError  # noqa: E402
+from gnn1000.checkpoint import seed_everything  # noqa: E402
 from gnn1000.experiment import Experiment, ExperimentConfig  # noqa: E402
 from gnn1000.registry import resolve  # noqa: E402
 
@@ -57,7 +58,11 @@ def deep_reversible():
 def train(tmp_path: Path, label: str, architecture) -> dict:
     cfg = ExperimentConfig(dataset="cora", architecture=architecture, epochs=EPOCHS, lr=0.005,
                            weight_decay=5e-4, device="cpu", seed=0)
-    run = Experiment(tmp_path / label, cfg, progress=False, log=lambda _: None)
+    seed_everything(cfg.seed)
+    data = resolve("datasets", "cora")()
+    model = architecture(in_channels=data.num_features, out_channels=data.num_outputs, edge_dim=data.edge_dim)
+    run = Experiment(model, data, resolve("samplers", "full_batch")(), cfg, tmp_path / label,
+                     progress=False, log=lambda _: None)
     summary = run.fit()
     return {"model": label, "params": run.num_parameters, "test_acc": summary["test_at_best_valid"],
             "best_valid_acc": summary["best"]["valid_acc"], "seconds": summary["train_seconds"]}

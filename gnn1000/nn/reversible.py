@@ -9,20 +9,49 @@ gradients. The forward keeps only the stack's output (plus the graph and the sha
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor
 
 from gnn1000.errors import ConfigError
-
-from .blocks import preserved_buffers
+from gnn1000.nn.blocks import preserved_buffers
+from gnn1000.nn.resolver import LeadingArgs, takes_argument, reset
 
 
 def _chunks(t: Tensor | None, groups: int) -> list[Tensor | None]:
     return [None] * groups if t is None else list(t.chunk(groups, dim=-1))
 
 
+class ConvBody(torch.nn.Module):
+    """A user's conv as a coupling body: ``body(x, edge_index, edge_attr, batch, dropout_mask)``.
+
+    The dropout mask multiplies the input; ``edge_attr`` reaches convs whose forward takes it.
+    """
+
+    def __init__(self, conv: torch.nn.Module):
+        super().__init__()
+        self.conv = conv if takes_argument(conv.forward, "edge_attr", 2) else LeadingArgs(conv, 2)
+
+    def reset_parameters(self) -> None:
+        reset(self.conv)
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
+                batch: Tensor | None = None, dropout_mask: Tensor | None = None) -> Tensor:
+        if dropout_mask is not None:
+            x = x * dropout_mask
+        return self.conv(x, edge_index, edge_attr)
+
+
 class GroupedCoupling(torch.nn.Module):
-    """One grouped reversible block: Y_0 = X_2 + ... + X_C, Y_i = X_i + f_i(Y_{i-1}), out cat(Y_i).
+    r"""One grouped reversible block: Y_0 = X_2 + ... + X_C, Y_i = X_i + f_i(Y_{i-1}), out cat(Y_i).
+
+    Inverse: X_i = Y_i - f_i(Y_{i-1}) for i = C..2, then Y_0 = X_2 + ... + X_C and X_1 = Y_1 - f_1(Y_0).
+
+    Args:
+        bodies: The C >= 2 functions f_i, each mapping (N, D / C) to (N, D / C) and called as
+            ``f_i(x, edge_index, edge_attr, batch, dropout_mask)`` (e.g. :class:`PreActBlock`).
+            :meth:`from_conv` builds them from one plain conv.
 
     Edge features and the dropout mask arrive with ``hidden_channels`` columns and are split the same
     way as the node features, so group i sees its own slice (as in the paper's code). The bodies run in
@@ -35,9 +64,34 @@ class GroupedCoupling(torch.nn.Module):
             raise ConfigError(f"a grouped reversible block needs at least 2 groups, got {len(bodies)}")
         self.bodies = torch.nn.ModuleList(bodies)
 
+    @classmethod
+    def from_conv(cls, conv: torch.nn.Module, num_groups: int) -> GroupedCoupling:
+        """Wrap a conv over D / C channels into C groups, like PyG's ``GroupAddRev(conv, num_groups)``.
+
+        Each group gets its own copy of ``conv`` with freshly reset parameters.
+
+        >>> from torch_geometric.nn import GCNConv
+        >>> block = GroupedCoupling.from_conv(GCNConv(4, 4), num_groups=2)
+        >>> x, edge_index = torch.randn(5, 8), torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]])
+        >>> y = block(x, edge_index)
+        >>> torch.allclose(block.inverse(y, edge_index), x, atol=1e-5)
+        True
+        """
+        bodies = [ConvBody(conv if i == 0 else copy.deepcopy(conv)) for i in range(num_groups)]
+        for body in bodies[1:]:
+            body.reset_parameters()
+        return cls(bodies)
+
     @property
     def num_groups(self) -> int:
         return len(self.bodies)
+
+    def reset_parameters(self) -> None:
+        for body in self.bodies:
+            reset(body)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(num_groups={self.num_groups}, body={self.bodies[0]!r})"
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
                 batch: Tensor | None = None, dropout_mask: Tensor | None = None,
@@ -149,6 +203,22 @@ class _ReversibleStackFunction(torch.autograd.Function):
 class ReversibleStack(torch.nn.Module):
     """``num_layers`` grouped reversible blocks, or one block applied ``num_layers`` times (weight-tied).
 
+    Args:
+        blocks: ``num_layers`` :class:`GroupedCoupling` blocks, or one (weight-tied).
+        num_layers: Depth L.
+        reversible: True: activation memory O(ND), inputs reconstructed in the backward pass.
+        stream_dtype: dtype of the residual stream (see below), or None for the input's.
+
+    Shapes: ``x`` (N, D), ``edge_index`` (2, E), ``edge_attr`` (E, D) or None, ``batch`` (N,),
+    ``dropout_mask`` (N, D) -> (N, D).
+
+    >>> from torch_geometric.nn import GCNConv
+    >>> stack = ReversibleStack.from_conv(GCNConv(4, 4), num_groups=2, num_layers=3)
+    >>> x = torch.randn(5, 8, requires_grad=True)
+    >>> stack(x, torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]])).sum().backward()
+    >>> x.grad.shape
+    torch.Size([5, 8])
+
     ``reversible=False`` runs the same modules through plain autograd (memory O(LND)): the reference
     the reversible backward is checked against; the state_dict is the same in both modes.
 
@@ -170,9 +240,27 @@ class ReversibleStack(torch.nn.Module):
         self.reversible = reversible
         self.stream_dtype = stream_dtype
 
+    @classmethod
+    def from_conv(cls, conv: torch.nn.Module, num_groups: int, num_layers: int = 1, *,
+                  weight_tied: bool = False, **kwargs) -> ReversibleStack:
+        """A stack of ``num_layers`` :meth:`GroupedCoupling.from_conv` blocks around copies of ``conv``."""
+        blocks = [GroupedCoupling.from_conv(conv if i == 0 else copy.deepcopy(conv), num_groups)
+                  for i in range(1 if weight_tied else num_layers)]
+        for block in blocks[1:]:
+            block.reset_parameters()
+        return cls(blocks, num_layers, **kwargs)
+
     @property
     def num_groups(self) -> int:
         return self.blocks[0].num_groups
+
+    def reset_parameters(self) -> None:
+        for block in self.blocks:
+            block.reset_parameters()
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(num_layers={self.num_layers}, num_groups={self.num_groups}, "
+                f"weight_tied={self.weight_tied}, reversible={self.reversible})")
 
     @property
     def weight_tied(self) -> bool:

@@ -11,17 +11,9 @@ from torch import Tensor
 from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
 
 from gnn1000.errors import ConfigError, check_positive_ints
-from gnn1000.registry import resolve
+from gnn1000.nn.resolver import ModuleSpec, build_norm, build_operator, reset
 
 READOUTS = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}
-
-
-def build_operator(operator, in_channels: int, out_channels: int, edge_dim: int | None) -> torch.nn.Module:
-    return resolve("operators", operator)(in_channels, out_channels, edge_dim=edge_dim)
-
-
-def build_norm(norm, channels: int) -> torch.nn.Module:
-    return resolve("norms", norm)(channels)
 
 
 def check_dropout(dropout: float) -> float:
@@ -41,15 +33,38 @@ def shared_dropout_mask(like: Tensor, p: float, training: bool) -> Tensor | None
 class PreActBlock(torch.nn.Module):
     """Norm -> ReLU -> Dropout -> Conv (DeeperGCN's res+ body, the paper's f_i).
 
-    ``dropout_mask`` lets a reversible stack apply one mask in every layer, which its inverse needs.
+    Args:
+        in_channels: Width of the input node features.
+        out_channels: Width of the output.
+        operator: The graph convolution: a registry name (``gnn1000 list operators``), a class such
+            as ``torch_geometric.nn.GCNConv``, or a callable ``(in_channels, out_channels, **kwargs)``.
+        norm: The normalisation: a registry name, a class or a callable ``(channels, **kwargs)``.
+        dropout: Dropout probability before the conv, in [0, 1).
+        edge_dim: Width of the edge features, or None; passed only to operators that take it.
+        operator_kwargs: Extra constructor arguments of the operator.
+        norm_kwargs: Extra constructor arguments of the norm.
+
+    Shapes: ``x`` (N, in_channels), ``edge_index`` (2, E), ``edge_attr`` (E, edge_dim),
+    ``batch`` (N,) -> (N, out_channels). ``dropout_mask`` (N, in_channels) lets a reversible stack
+    apply one mask in every layer, which its inverse needs.
+
+    >>> block = PreActBlock(8, 8, operator="gcn")
+    >>> block(torch.randn(4, 8), torch.tensor([[0, 1, 2], [1, 2, 3]])).shape
+    torch.Size([4, 8])
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, operator="gen", norm="layernorm",
-                 dropout: float = 0.0, edge_dim: int | None = None):
+    def __init__(self, in_channels: int, out_channels: int, *, operator: ModuleSpec = "gen",
+                 norm: ModuleSpec = "layernorm", dropout: float = 0.0, edge_dim: int | None = None,
+                 operator_kwargs: dict | None = None, norm_kwargs: dict | None = None):
         super().__init__()
-        self.norm = build_norm(norm, in_channels)
-        self.conv = build_operator(operator, in_channels, out_channels, edge_dim)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.norm = build_norm(norm, in_channels, norm_kwargs)
+        self.conv = build_operator(operator, in_channels, out_channels, edge_dim, operator_kwargs)
         self.dropout = check_dropout(dropout)
+
+    def reset_parameters(self) -> None:
+        reset(self.norm)
+        reset(self.conv)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
                 batch: Tensor | None = None, dropout_mask: Tensor | None = None) -> Tensor:
@@ -60,19 +75,35 @@ class PreActBlock(torch.nn.Module):
             h = F.dropout(h, self.dropout, self.training)
         return self.conv(h, edge_index, edge_attr)
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.in_channels}, {self.out_channels}, conv={self.conv!r})"
+
 
 class OutputHead(torch.nn.Module):
-    """Norm -> ReLU -> Dropout -> (pool per graph) -> Linear, after the last block."""
+    """Norm -> ReLU -> Dropout -> (pool per graph) -> Linear, after the last block.
 
-    def __init__(self, hidden_channels: int, out_channels: int, *, norm="layernorm",
-                 dropout: float = 0.0, readout: str | None = None):
+    Args:
+        hidden_channels: Width of the node states.
+        out_channels: Number of outputs per node (or per graph with ``readout``).
+        norm: As in :class:`PreActBlock`.
+        dropout: Dropout probability before the linear layer.
+        readout: None for node outputs, or how to pool nodes per graph: 'mean', 'sum' or 'max'.
+        norm_kwargs: Extra constructor arguments of the norm.
+    """
+
+    def __init__(self, hidden_channels: int, out_channels: int, *, norm: ModuleSpec = "layernorm",
+                 dropout: float = 0.0, readout: str | None = None, norm_kwargs: dict | None = None):
         super().__init__()
         if readout is not None and readout not in READOUTS:
             raise ConfigError(f"readout={readout!r} is not supported; choose None or one of {', '.join(READOUTS)}.")
-        self.norm = build_norm(norm, hidden_channels)
+        self.norm = build_norm(norm, hidden_channels, norm_kwargs)
         self.dropout = check_dropout(dropout)
         self.readout = readout
         self.lin = torch.nn.Linear(hidden_channels, out_channels)
+
+    def reset_parameters(self) -> None:
+        reset(self.norm)
+        self.lin.reset_parameters()
 
     def forward(self, h: Tensor, batch: Tensor | None = None) -> Tensor:
         h = F.relu(self.norm(h, batch))

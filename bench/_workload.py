@@ -14,7 +14,7 @@ from torch import Tensor
 from torch_geometric.nn import GroupAddRev
 
 from gnn1000.errors import ConfigError
-from gnn1000.plugins.architectures.blocks import OutputHead, PreActBlock, shared_dropout_mask
+from gnn1000.nn.blocks import OutputHead, PreActBlock, shared_dropout_mask
 from gnn1000.plugins.architectures.resgnn import ResGNN
 from gnn1000.plugins.architectures.revgnn import RevGNN, check_groups
 

@@ -1,0 +1,79 @@
+"""gin in, explicit objects out: the one place a parsed gin config becomes an :class:`Experiment`.
+
+``gnn1000 train``, ``gnn1000 evaluate`` and Ray Tune trials call :func:`build_experiment` after
+:func:`gnn1000.config.load`; it calls gin's references (:func:`gnn1000.config.reference`) in the
+order the run's randomness depends on, and hands the objects and the operative config to the loop.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import gin
+import torch
+
+from gnn1000 import checkpoint, config, encoders
+from gnn1000.errors import ConfigError
+from gnn1000.experiment import Experiment, RunDir, check_graph_sampler, pick_device
+from gnn1000.registry import gin_name
+
+# What the configuration layer passes an architecture; every other parameter comes from gin.
+_SIZED_BY_DATA = ("in_channels", "out_channels", "edge_dim", "readout")
+
+
+def _missing_settings(architecture: str, build) -> list[str]:
+    """Required parameters of the architecture that neither the data nor gin provide."""
+    bound = gin.get_bindings(f"architectures.{gin_name(architecture)}")
+    return [p.name for p in inspect.signature(build).parameters.values()
+            if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            and p.name not in _SIZED_BY_DATA and p.name not in bound]
+
+
+def build_model(architecture: str, data) -> torch.nn.Module:
+    """The gin-configured architecture sized for ``data``; graph-level data adds its ``readout``, and
+    categorical inputs get the dataset's encoders in front (see :mod:`gnn1000.encoders`)."""
+    build = config.reference("architectures", architecture)
+    kwargs: dict[str, Any] = {}
+    if getattr(data, "level", "node") == "graph":
+        if "readout" not in inspect.signature(build).parameters:
+            raise ConfigError(
+                f"Architecture {architecture!r} has no 'readout' option, which graph-level dataset "
+                f"{data.name!r} needs to pool node states per graph (OutputHead(readout=...))."
+            )
+        kwargs["readout"] = data.readout
+    missing = _missing_settings(architecture, build)
+    if missing:
+        raise ConfigError(
+            f"Architecture {architecture!r} needs more settings: {', '.join(missing)}. Bind them in gin, "
+            f"for example '{gin_name(architecture)}.hidden_channels = 64' and "
+            f"'{gin_name(architecture)}.num_layers = 7'."
+        )
+    model = build(in_channels=data.num_features, out_channels=data.num_outputs, edge_dim=data.edge_dim, **kwargs)
+    return encoders.wrap(model, getattr(data, "encoders", None))
+
+
+def build_experiment(run_dir: Path | str, **kwargs) -> Experiment:
+    """The experiment the parsed gin config describes, in ``run_dir``; ``kwargs`` go to :class:`Experiment`
+    (``progress``, ``on_epoch``, ``log``)."""
+    settings = config.settings()
+    checkpoint.seed_everything(settings.seed)
+    device = pick_device(settings.device)
+    data = config.reference("datasets", settings.dataset)()
+    check_graph_sampler(data, settings.sampler)
+    sampler = config.reference("samplers", settings.sampler)() if data.level == "node" else None
+    model = build_model(settings.architecture, data).to(device)
+    optimizer = config.reference("optimizers", settings.optimizer)(
+        model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler = config.reference("schedulers", settings.scheduler)(
+        optimizer, epochs=settings.epochs, mode="max" if data.task.higher_is_better else "min")
+    return Experiment(model, data, sampler, settings, run_dir, optimizer=optimizer, scheduler=scheduler,
+                      config_text=config.operative_config(), **kwargs)
+
+
+def load_run(run_dir: Path | str, **kwargs) -> Experiment:
+    """Rebuild the experiment of an existing run directory from its operative config."""
+    run = RunDir.existing(run_dir)
+    config.load(run.config)
+    return build_experiment(run.path, **kwargs)

@@ -1,0 +1,1 @@
+"""Optimizers: ``factory(params, *, lr, weight_decay, ...) -> torch.optim.Optimizer``."""
