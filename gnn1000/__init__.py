@@ -1,3 +1,45 @@
-"""gnn1000: graph neural networks a thousand layers deep on one GPU."""
+"""gnn1000: graph neural networks a thousand layers deep on one GPU.
+
+The public API, as plain PyTorch / PyG objects (no gin, no CLI needed)::
+
+    from gnn1000 import RevGNN, ResGNN, DEQGNN, create_model, list_models
+
+Building blocks are in :mod:`gnn1000.nn`, root finders in :mod:`gnn1000.solvers`. Names are imported
+on first use, so ``import gnn1000`` (and the CLI's start) stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "RevGNN": "gnn1000.plugins.architectures.revgnn",
+    "ResGNN": "gnn1000.plugins.architectures.resgnn",
+    "DEQGNN": "gnn1000.plugins.architectures.deq",
+    "create_model": "gnn1000.models",
+    "list_models": "gnn1000.models",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+if TYPE_CHECKING:
+    from gnn1000.models import create_model, list_models
+    from gnn1000.plugins.architectures.deq import DEQGNN
+    from gnn1000.plugins.architectures.resgnn import ResGNN
+    from gnn1000.plugins.architectures.revgnn import RevGNN
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'gnn1000' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -27,6 +27,7 @@ from torch import Tensor
 
 from gnn1000.errors import ConfigError
 from gnn1000.nn.blocks import OutputHead, build_norm, build_operator, check_dropout, check_sizes, preserved_buffers, shared_dropout_mask
+from gnn1000.nn.resolver import reset
 from gnn1000.plugins.solvers.base import SolverDivergedError, SolverStats, build_solver, check_solve_args
 from gnn1000.registry import register
 
@@ -40,12 +41,13 @@ class SolverConvergenceWarning(UserWarning):
 class EquilibriumBlock(torch.nn.Module):
     """The paper's f: Z' = Conv(Z); Z'' = Norm(Z' + X); Z''' = Conv(Dropout(ReLU(Z''))); Norm(ReLU(Z''' + Z'))."""
 
-    def __init__(self, channels: int, *, operator="gen", norm="layernorm", edge_dim: int | None = None):
+    def __init__(self, channels: int, *, operator="gen", norm="layernorm", edge_dim: int | None = None,
+                 operator_kwargs: dict | None = None, norm_kwargs: dict | None = None):
         super().__init__()
-        self.conv1 = build_operator(operator, channels, channels, edge_dim)
-        self.norm1 = build_norm(norm, channels)
-        self.conv2 = build_operator(operator, channels, channels, edge_dim)
-        self.norm2 = build_norm(norm, channels)
+        self.conv1 = build_operator(operator, channels, channels, edge_dim, operator_kwargs)
+        self.norm1 = build_norm(norm, channels, norm_kwargs)
+        self.conv2 = build_operator(operator, channels, channels, edge_dim, operator_kwargs)
+        self.norm2 = build_norm(norm, channels, norm_kwargs)
 
     def forward(self, z: Tensor, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
                 batch: Tensor | None = None, dropout_mask: Tensor | None = None) -> Tensor:
@@ -88,6 +90,7 @@ class DEQGNN(torch.nn.Module):
 
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int, *,
                  operator="gen", norm="layernorm", dropout: float = 0.0, edge_dim: int | None = None,
+                 operator_kwargs: dict | None = None, norm_kwargs: dict | None = None,
                  solver="broyden", bwd_solver="broyden", fwd_tol: float = 1e-3, fwd_max_iter: int = 30,
                  bwd_tol: float = 1e-3, bwd_max_iter: int = 40, stop_mode: str = "rel",
                  gradient: str = "implicit", pretrain_epochs: int = 0, readout: str | None = None):
@@ -109,12 +112,18 @@ class DEQGNN(torch.nn.Module):
         self.gradient = gradient
         self.pretrain_epochs = pretrain_epochs
         self.encoder = torch.nn.Linear(in_channels, hidden_channels)
-        self.block = EquilibriumBlock(hidden_channels, operator=operator, norm=norm, edge_dim=edge_dim)
-        self.head = OutputHead(hidden_channels, out_channels, norm=norm, dropout=dropout, readout=readout)
+        self.block = EquilibriumBlock(hidden_channels, operator=operator, norm=norm, edge_dim=edge_dim,
+                                      operator_kwargs=operator_kwargs, norm_kwargs=norm_kwargs)
+        self.head = OutputHead(hidden_channels, out_channels, norm=norm, dropout=dropout, readout=readout,
+                               norm_kwargs=norm_kwargs)
         self.register_buffer("epoch", torch.zeros((), dtype=torch.long))
         self.solver_stats: dict[str, SolverStats | None] = {"forward": None, "backward": None}
         self._epoch_stats: dict[str, list[SolverStats]] = {"forward": [], "backward": []}
         self._warned = False
+
+    def reset_parameters(self) -> None:
+        for module in (self.encoder, self.block, self.head):
+            reset(module)
 
     # -- epochs and metrics ---------------------------------------------------------------------
 
