@@ -1,4 +1,4 @@
-# `make run`: set up and train the default job. `make test`: set up and run the test suite.
+# `make run`: set up and train the default job. `make test`: set up, run the test suite, build the docs strictly.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -6,12 +6,12 @@ BIN := $(VENV)/bin
 # from the CUDA index. Installing torch first keeps pip from pulling CUDA wheels as a dependency.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test docs bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,docs]'
 	touch $@
 
 setup: $(VENV)/.installed
@@ -21,6 +21,10 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+	$(BIN)/mkdocs build --strict --site-dir build/site
+
+docs: setup
+	$(BIN)/mkdocs serve
 
 bench: setup
 	$(BIN)/python -m pytest tests/benchmarks --benchmark-enable

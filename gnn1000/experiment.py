@@ -15,14 +15,14 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
-from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from tqdm.auto import tqdm
 from torch_geometric.loader import DataLoader
 
 from gnn1000 import checkpoint, memory
 from gnn1000.data import SPLITS, GraphTaskData, NodeTaskData
 from gnn1000.errors import ConfigError, Gnn1000Error, NonFiniteLossError
-from gnn1000.protocols import EpochAware
+from gnn1000.protocols import EpochAware, Sampler
 from gnn1000.registry import resolve
 from gnn1000.settings import ExperimentConfig
 
@@ -79,7 +79,7 @@ class NodeLevel:
     """Predicting the nodes of one graph: the sampler plugin cuts it into batches, and a node's
     logits are averaged over every batch (and view) it appears in."""
 
-    def __init__(self, data: NodeTaskData, sampler, device: torch.device):
+    def __init__(self, data: NodeTaskData, sampler: Sampler, device: torch.device):
         self.graph = data.graph.to(device)
         self.sampler = sampler
 
@@ -166,9 +166,10 @@ class Experiment:
     Seed (``gnn1000.checkpoint.seed_everything``) before building the model for a reproducible run.
     """
 
-    def __init__(self, model: torch.nn.Module, data: NodeTaskData | GraphTaskData, sampler,
+    def __init__(self, model: torch.nn.Module, data: NodeTaskData | GraphTaskData, sampler: Sampler | None,
                  settings: ExperimentConfig, run_dir: Path | str, *,
-                 optimizer: torch.optim.Optimizer | None = None, scheduler=None, config_text: str = "",
+                 optimizer: torch.optim.Optimizer | None = None,
+                 scheduler: LRScheduler | ReduceLROnPlateau | None = None, config_text: str = "",
                  progress: bool = True, on_epoch: Callable[[dict, Path], None] | None = None,
                  log: Callable[[str], None] = tqdm.write):
         self.cfg = settings

@@ -71,8 +71,8 @@ MODELS: dict[str, ModelSpec] = {
 def list_models(pattern: str = "*") -> list[str]:
     """Names of the paper's models matching a shell-style ``pattern``, sorted.
 
-    >>> list_models("*rev*")[:3]
-    ['revgat', 'revgcn-deep', 'revgnn-160']
+    >>> print(", ".join(list_models("*rev*")[:3]))
+    revgat, revgcn-deep, revgnn-160
     """
     return sorted(name for name in MODELS if fnmatch.fnmatch(name, pattern))
 

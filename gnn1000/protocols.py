@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
+
+from torch_geometric.data import Data
 
 
 @runtime_checkable
@@ -19,3 +22,10 @@ class EpochAware(Protocol):
 
     def pop_metrics(self) -> dict[str, float]:
         """Metrics gathered since the last call (for example solver statistics); resets them."""
+
+
+class Sampler(Protocol):
+    """Cuts one graph into the subgraphs an epoch trains on (or predicts over)."""
+
+    def batches(self, graph: Data, train: bool) -> Iterable[Data]:
+        """Subgraphs with ``n_id`` (their nodes' ids in ``graph``) and the graph's masks and labels."""
