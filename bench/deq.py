@@ -179,16 +179,15 @@ class _StepPeak:
 
 def _memory_child(mode: str, iterations: int, num_nodes: int, channels: int, avg_degree: int) -> dict:
     """One training step in this (fresh) process; its peak memory above what was in use before it."""
-    from gnn1000 import config as gin_config
+    from gnn1000.solvers import Broyden
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if mode == "unrolled":
         opts = {"pretrain_epochs": 1}  # the warm-up model: f applied num_layers times, plain autograd
     else:
-        solver = "broyden" if mode.startswith("broyden") else mode
-        if mode == "broyden-memory-8":
-            gin_config.load(None, ["broyden.memory = 8"])
-        opts = {"solver": solver, "bwd_solver": solver, "fwd_tol": 0.0, "bwd_tol": 0.0,
+        def solver():
+            return Broyden(memory=8) if mode == "broyden-memory-8" else mode
+        opts = {"solver": solver(), "bwd_solver": solver(), "fwd_tol": 0.0, "bwd_tol": 0.0,
                 "fwd_max_iter": iterations, "bwd_max_iter": iterations}
     model, g = problem(num_nodes, channels, avg_degree, **opts)
     if mode == "unrolled":

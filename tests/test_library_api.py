@@ -28,7 +28,9 @@ def test_the_public_names_are_the_library_classes():
     assert RevGNN is PluginRevGNN and {ResGNN.__name__, DEQGNN.__name__} == {"ResGNN", "DEQGNN"}
     assert callable(create_model) and callable(list_models)
     assert {"ReversibleStack", "GroupedCoupling", "PreActBlock"} <= set(gnn_nn.__all__)
-    from gnn1000.solvers import Anderson, Broyden, FixedPoint, build_solver  # noqa: F401
+    from gnn1000.solvers import Anderson, Broyden, FixedPoint, build_solver
+
+    assert {type(build_solver(name)) for name in ("anderson", "broyden", "fixed_point")} == {Anderson, Broyden, FixedPoint}
 
 
 def test_gin_bindings_do_not_reach_models_built_in_python():
@@ -189,3 +191,28 @@ def test_a_plateau_schedule_follows_the_validation_score(tmp_path):
     experiment.fit()
     lrs = [record["lr"] for record in experiment.run.read_metrics()]
     assert all(b in (a, a / 2) for a, b in zip(lrs, lrs[1:]))
+
+
+def test_the_loop_runs_on_python_objects_without_importing_gin(tmp_path):
+    """Experiment(model, data, sampler, settings, run_dir) in a fresh interpreter: gin never loads."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys, torch
+torch.set_num_threads(1)
+from gnn1000 import RevGNN
+from gnn1000.checkpoint import seed_everything
+from gnn1000.experiment import Experiment, ExperimentConfig
+from gnn1000.registry import resolve
+seed_everything(0)
+data = resolve("datasets", "synthetic-proteins")(num_nodes=120, avg_degree=4, num_tasks=4)
+model = RevGNN(data.num_features, 16, data.num_outputs, 3, edge_dim=data.edge_dim)
+settings = ExperimentConfig(epochs=2, device="cpu", lr=0.01)
+summary = Experiment(model, data, resolve("samplers", "full_batch")(), settings, {str(tmp_path / "run")!r},
+                     progress=False, log=lambda _: None).fit()
+assert summary["epochs"] == 2 and summary["final"]["lr"] == 0.01, summary
+assert "gin" not in sys.modules, "gin was imported"
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]

@@ -58,13 +58,9 @@ def test_graph_readout_gives_one_row_per_graph():
     ({"num_layers": 0}, "num_layers=0 must be a positive integer"),
     ({"dropout": 1.0}, r"dropout=1.0 is out of range"),
     ({"readout": "median"}, "readout='median' is not supported"),
-    ({"operator": "gat", "hidden_channels": 10, "heads": 3}, "divisible by heads=3"),
+    ({"operator": "gat", "hidden_channels": 10, "operator_kwargs": {"heads": 3}}, "divisible by heads=3"),
 ])
 def test_bad_settings_are_named(kwargs, expected):
-    heads = kwargs.pop("heads", None)
     args = {"in_channels": 7, "hidden_channels": 16, "out_channels": 3, "num_layers": 2, **kwargs}
-    if heads:
-        import gin
-        gin.parse_config(f"gat.heads = {heads}")
     with pytest.raises(ConfigError, match=expected):
         ResGNN(**args)

@@ -104,9 +104,12 @@ def test_bad_solve_arguments_are_config_errors():
 def test_solver_options_come_from_gin():
     gin_config.load(None, ["anderson.m = 2", "anderson.lam = 0.01", "broyden.memory = 4",
                            "fixed_point.damping = 0.5"])
-    assert (build_solver("anderson").m, build_solver("anderson").lam) == (2, 0.01)
-    assert build_solver("broyden").memory == 4
-    assert build_solver("fixed_point").damping == 0.5
+    configured = {name: build_solver(gin_config.reference("solvers", name)())
+                  for name in ("anderson", "broyden", "fixed_point")}  # as the configuration layer builds them
+    assert (configured["anderson"].m, configured["anderson"].lam) == (2, 0.01)
+    assert configured["broyden"].memory == 4
+    assert configured["fixed_point"].damping == 0.5
+    assert build_solver("anderson").m == 5  # built in Python: its own default, whatever gin holds
     with pytest.raises(ConfigError, match="Parameters of anderson.*m, lam, beta"):
         gin_config.load(None, ["anderson.mm = 2"])
 

@@ -24,7 +24,6 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from gnn1000 import config as gin_config
 from gnn1000.errors import ConfigError
-from gnn1000.registry import resolve
 from gnn1000.tune.space import SearchConfig, bindings_for, check_group_divisibility
 from gnn1000.tune.trial import train_trial
 
@@ -58,7 +57,7 @@ def load_search(path: str | Path, bindings: list[str] | tuple[str, ...] = ()) ->
     sample = {key: domain.sample() if hasattr(domain, "sample") else domain["grid_search"][0]
               for key, domain in settings.param_space().items()}
     gin_config.load(None, [base_config, *bindings_for(sample)], search=True)
-    task = resolve("datasets", experiment.dataset)().task
+    task = gin_config.reference("datasets", experiment.dataset)().task
     # The file's own name: search folders are <name>-<timestamp>, one level under --storage.
     return Search(name=Path(loaded.name).name, base_config=base_config, settings=settings,
                   epochs=experiment.epochs, device=experiment.device, metric=f"valid_{task.metric}",
