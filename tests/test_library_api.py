@@ -216,3 +216,44 @@ assert "gin" not in sys.modules, "gin was imported"
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_a_resumed_run_continues_the_learning_rate_schedule(tmp_path):
+    from gnn1000.build import build_experiment
+    from helpers import TINY
+
+    schedule = [*TINY, "experiment.lr = 0.1", "experiment.scheduler = 'step'", "step.step_size = 1",
+                "step.gamma = 0.5"]
+    config.load("default", [*schedule, "experiment.epochs = 4"])
+    build_experiment(tmp_path / "whole", progress=False, log=lambda _: None).fit()
+    config.load("default", [*schedule, "experiment.epochs = 2"])
+    build_experiment(tmp_path / "resumed", progress=False, log=lambda _: None).fit()
+    config.load("default", [*schedule, "experiment.epochs = 4"])
+    resumed = build_experiment(tmp_path / "resumed", progress=False, log=lambda _: None)
+    resumed.fit(resume=True)
+    whole = [r["lr"] for r in build_experiment(tmp_path / "whole", progress=False).run.read_metrics()]
+    assert whole == pytest.approx([0.1, 0.05, 0.025, 0.0125])
+    assert [r["lr"] for r in resumed.run.read_metrics()] == pytest.approx(whole)
+
+
+def test_the_encoder_wrapper_forwards_the_epoch_protocol():
+    from gnn1000.data import Encoders
+    from gnn1000.encoders import Encoded
+    from gnn1000.protocols import EpochAware
+
+    deq = DEQGNN(4, 8, 2, 2, pretrain_epochs=3)
+    wrapped = Encoded(deq, Encoders(dim=4, node=lambda dim: torch.nn.Embedding(10, dim)))
+    assert isinstance(wrapped, EpochAware)
+    wrapped.set_epoch(2)
+    assert deq.warming_up and wrapped.pop_metrics()["deq_warmup"] == 1.0
+    assert Encoded(ResGNN(4, 8, 2, 2), Encoders(dim=4, node=lambda dim: torch.nn.Embedding(10, dim))).pop_metrics() == {}
+
+
+def test_missing_architecture_settings_are_named_before_anything_is_built():
+    from gnn1000.build import build_model
+    from helpers import TINY
+
+    config.load(None, [b for b in TINY if not b.startswith("resgnn.")] + ["experiment.architecture = 'revgnn'"])
+    data = config.reference("datasets", "synthetic-proteins")()
+    with pytest.raises(ConfigError, match="needs more settings: hidden_channels, num_layers"):
+        build_model("revgnn", data)
