@@ -62,12 +62,16 @@ def load(path: Path, map_location="cpu") -> dict:
     except FileNotFoundError:
         raise
     except _UNREADABLE as exc:
-        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        text = str(exc)
+        if "Weights only load failed" in text:  # torch's advice to unpickle anything does not apply
+            first = "its contents are not a torch-saved dict of tensors"
+        else:
+            first = text.split(". ")[0].strip()[:120] or "empty"
         raise CorruptFileError(
             f"Checkpoint {path} cannot be read: it is truncated, damaged or not a gnn1000 checkpoint "
-            f"({type(exc).__name__}: {first}). Its size is {path.stat().st_size} bytes. Do not load it "
-            f"with weights_only=False: a gnn1000 checkpoint never needs that. Use the run's other "
-            f"checkpoint (last.pt, last.prev.pt or best.pt) or train again."
+            f"({type(exc).__name__}: {first}). Its size is {path.stat().st_size} bytes. Use the run's "
+            f"other checkpoints (last.pt, last.prev.pt, best.pt: 'gnn1000 evaluate RUN --checkpoint last') "
+            f"or train again."
         ) from None
     if not isinstance(state, dict) or "model" not in state:
         raise CorruptFileError(f"Checkpoint {path} is readable but holds no model state "

@@ -8,7 +8,7 @@ import sys
 import warnings
 
 from gnn1000 import bench  # light: lists benchmark modules, imports none of them
-from gnn1000.errors import Gnn1000Error
+from gnn1000.errors import Gnn1000Error, paragraph
 
 
 def _quiet_third_party_warnings() -> None:
@@ -34,7 +34,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         loaded = gin_config.load(args.config or gin_config.DEFAULT_CONFIG, args.bind)
         run = RunDir.for_new_run(args.run_dir, args.overwrite) if args.run_dir else RunDir.new(loaded.name)
-        run.claim()
     print(f"run directory: {run.path}", flush=True)
     experiment = Experiment(run.path, progress=not args.no_progress)
     print(f"{experiment.cfg.architecture} on {experiment.cfg.dataset}: "
@@ -147,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except Gnn1000Error as exc:
-        print(f"gnn1000 {args.command}: error: {exc}", file=sys.stderr)
+        print(f"gnn1000 {args.command}: error: {paragraph(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; a run continues with 'gnn1000 train --resume RUN_DIR'", file=sys.stderr)

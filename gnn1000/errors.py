@@ -46,6 +46,15 @@ def unknown_name_message(what: str, name: str, choices) -> str:
     return f"Unknown {what} {name!r}.{hint} Available {what}s: {listing}."
 
 
+def paragraph(exc: BaseException) -> str:
+    """An error's own message without the call chain gin appends to exceptions raised inside
+    configurables ('In call to configurable ...'): the user needs what was wrong, not where."""
+    text = str(exc)
+    for marker in ("\n  No values supplied by Gin", "\n  In call to configurable"):
+        text = text.split(marker)[0]
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def check_positive_ints(owner: str, **values) -> None:
     """Raise a ConfigError naming ``owner.arg`` for the first value that is not a positive integer."""
     for arg, value in values.items():
@@ -63,11 +72,12 @@ class CorruptFileError(Gnn1000Error):
 
 
 def _interval(low, high, low_open: bool, high_open: bool) -> str:
+    low, high = (v if isinstance(v, int) or v is None else f"{v:g}" for v in (low, high))
     if low is not None and high is not None:
-        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
     if low is not None:
-        return f"{'>' if low_open else '>='} {low:g}"
-    return f"{'<' if high_open else '<='} {high:g}"
+        return f"{'>' if low_open else '>='} {low}"
+    return f"{'<' if high_open else '<='} {high}"
 
 
 def check_number(owner: str, name: str, value, *, low=None, high=None, low_open: bool = False,

@@ -282,11 +282,16 @@ class Experiment:
             self.run.claim()  # locked for this process's life; refuses a folder another run took
             self.write_config()
             self.run.write_metrics([])
-        while self.epoch < self.cfg.epochs:
-            self.epoch += 1
-            record = self._run_epoch()
-            if self.on_epoch is not None:
-                self.on_epoch(record, self.run.last)
+        try:
+            while self.epoch < self.cfg.epochs:
+                self.epoch += 1
+                record = self._run_epoch()
+                if self.on_epoch is not None:
+                    self.on_epoch(record, self.run.last)
+        except ConfigError:
+            if not resume:
+                self.run.discard_unstarted()  # a setting that fails in epoch 1 leaves no half run
+            raise
         return self.write_summary()
 
     def _resume(self) -> None:

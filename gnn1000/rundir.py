@@ -127,6 +127,19 @@ class RunDir:
             raise RunDirError(f"{self.path} already holds a run ({self.describe()}); another process "
                               f"wrote it after this one started. Choose another --run-dir.")
 
+    def discard_unstarted(self) -> None:
+        """Remove what a new run wrote before failing in its first epoch: no checkpoint, no work."""
+        if self.last.exists() or any(self.path.glob("checkpoints/*")):
+            return
+        for path in (self.config, self.metrics, self.resumes, self.lock_file):
+            path.unlink(missing_ok=True)
+        self.release()
+        for folder in (self.path / "checkpoints", self.path):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass  # not empty: someone else's files stay
+
     # -- records ---------------------------------------------------------------------------------
 
     def read_metrics(self, repair: bool = True) -> list[dict]:
