@@ -125,6 +125,14 @@ def load_or_rebuild(name: str, load: Callable, folder: Path, files: list[str]):
     except Exception as exc:  # loaders pass on whatever pandas, gzip or torch.load raise
         error = exc
     processed = folder / "processed"
+    damaged = damaged_gzip(folder, files)
+    if damaged is not None:
+        path, reason = damaged
+        shutil.rmtree(processed, ignore_errors=True)  # whatever was built from it goes too
+        raise CorruptFileError(
+            f"Dataset {name!r}: {path} is damaged ({reason}); it is probably truncated by an interrupted "
+            f"download or copy ({path.stat().st_size} bytes). Replace it with a complete copy from the "
+            f"dataset's release and run again.") from None
     if processed.is_dir():
         warnings.warn(f"{name}: the processed files in {processed} could not be read "
                       f"({type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}); "
@@ -134,13 +142,6 @@ def load_or_rebuild(name: str, load: Callable, folder: Path, files: list[str]):
             return load()
         except Exception as exc:
             error = exc
-    damaged = damaged_gzip(folder, files)
-    if damaged is not None:
-        path, reason = damaged
-        raise CorruptFileError(
-            f"Dataset {name!r}: {path} is damaged ({reason}); it is probably truncated by an interrupted "
-            f"download or copy ({path.stat().st_size} bytes). Replace it with a complete copy from the "
-            f"dataset's release and run again.") from None
     first = str(error).splitlines()[0][:200] if str(error) else ""
     raise CorruptFileError(f"Dataset {name!r}: the files in {folder} could not be read "
                            f"({type(error).__name__}: {first}). Check them against the dataset's "

@@ -68,6 +68,7 @@ def train_trial(params: dict, *, base_config: str, workdir: str,
         kept = f"{context.get_trial_dir()}/checkpoint_<latest>"
         raise type(exc)(str(exc).replace(str(run_dir), kept)) from exc
     finally:
+        experiment.run.release()  # a reused worker runs the next trial in this process
         shutil.rmtree(run_dir, ignore_errors=True)
         with contextlib.suppress(OSError):  # the search's folder goes with its last trial
             run_dir.parent.rmdir()
