@@ -313,10 +313,7 @@ class Experiment:
         self.run.write_metrics(self.history)
         from gnn1000.config import operative_config
 
-        old = resume.bound_values(self.run.config.read_text(), str(self.run.config))
-        new = resume.bound_values(operative_config(), "the resumed config")
-        changes = {key: (old.get(key, "(default)"), value) for key, value in new.items()
-                   if old.get(key, "(default)") != value}
+        changes = resume.changed(self.run.config.read_text(), operative_config(), str(self.run.config))
         if changes:
             self.run.record_resume(resume.resume_entry(self.epoch, changes, used.name))
         self.write_config()  # config.gin says what the run does from here on

@@ -53,13 +53,18 @@ def _short(key: str) -> str:
     return f"{selector.split('.')[-1]}.{arg}" if selector else key
 
 
+def changed(old_text: str, new_text: str, source: str) -> dict[str, tuple]:
+    """``key -> (old, new)`` for every setting ``new_text`` binds to another value than ``old_text``."""
+    old = {_short(k): v for k, v in bound_values(old_text, source).items()}
+    new = {_short(k): v for k, v in bound_values(new_text, "the new settings").items()}
+    return {key: (old.get(key, "(default)"), value) for key, value in new.items()
+            if old.get(key, "(default)") != value}
+
+
 def check_bindings(config_text: str, bindings: list[str], source: str) -> dict[str, tuple]:
     """The settings ``bindings`` change against a run's config.gin, as ``key -> (old, new)``; raise,
     naming each, if any of them may not change on resume."""
-    old = {_short(k): v for k, v in bound_values(config_text, source).items()}
-    new = {_short(k): v for k, v in bound_values("\n".join(bindings), "--bind").items()}
-    changes = {key: (old.get(key, "(default)"), value) for key, value in new.items()
-               if old.get(key, "(default)") != value}
+    changes = changed(config_text, "\n".join(bindings), source)
     refused = [key for key in changes if key not in MUTABLE]
     if refused:
         listed = "; ".join(f"{key} = {changes[key][1]!r} (the run has {changes[key][0]!r})" for key in refused)

@@ -21,8 +21,8 @@ class Anderson(Solver):
     name = "anderson"
 
     def __init__(self, m: int = 5, lam: float = 1e-4, beta: float = 1.0):
-        check_number("anderson", "lam", lam, low=0, low_open=True)
-        check_number("anderson", "beta", beta, low=0, high=1, low_open=True)
+        check_number("anderson", "lam", lam)  # a number at all; its range is checked below
+        check_number("anderson", "beta", beta)
         if not isinstance(m, int) or m < 1:
             raise ConfigError(f"anderson.m={m!r} must be a positive integer (the history length).")
         if not lam > 0:
