@@ -307,9 +307,9 @@ class Experiment:
         resume.check_epochs(self.cfg.epochs, state["epoch"], self.run.path)
         self.restore(state)
         resume.apply_to_optimizer(self.optimizer, self.cfg.lr, self.cfg.weight_decay)
+        on_disk = self.run.read_metrics()  # warns about a torn last line before it is rewritten
         if not self.history:  # a checkpoint from before records travelled with it
-            self.history = [r for r in self.run.read_metrics() if r["epoch"] <= self.epoch]
-        self.run.read_metrics()  # warns about a torn last line before it is rewritten
+            self.history = [r for r in on_disk if r["epoch"] <= self.epoch]
         self.run.write_metrics(self.history)
         from gnn1000.config import operative_config
 
