@@ -17,7 +17,7 @@ from gnn1000.errors import ConfigError
 # What may change on resume: the loop's length and step, and evaluation (read fresh each epoch).
 MUTABLE = (
     "experiment.epochs", "experiment.lr", "experiment.weight_decay", "experiment.grad_clip",
-    "experiment.device", "experiment.patience",
+    "experiment.device",
     "random_partition.num_views", "random_partition.eval_parts",
     "data.root", "data.cache",
 )

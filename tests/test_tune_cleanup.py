@@ -1,4 +1,4 @@
-"""A killed ``gnn1000 tune`` driver leaves no Ray process it started behind it."""
+"""A killed or interrupted ``gnn1000 tune`` driver leaves no Ray process it started behind it."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from test_tune import tiny_search
 pytestmark = pytest.mark.slow  # a real local Ray start
 
 
-def test_sigkill_of_the_tune_driver_stops_the_ray_it_started(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_a_killed_or_interrupted_tune_driver_stops_the_ray_it_started(tmp_path, sig):
     search = tiny_search(tmp_path, epochs=50)
     driver = subprocess.Popen([sys.executable, "-m", "gnn1000", "tune", str(search), "--storage",
                                str(tmp_path / "tune")], cwd=tmp_path, stdout=subprocess.DEVNULL,
@@ -33,7 +34,7 @@ def test_sigkill_of_the_tune_driver_stops_the_ray_it_started(tmp_path):
     assert driver.poll() is None, "the search ended before it could be killed"
     ray_processes = [p for p in started.values() if "reaper" not in " ".join(p.cmdline())]
     assert any(p.name() == "raylet" for p in ray_processes)
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
+    driver.send_signal(sig)
+    driver.wait(timeout=60)
     gone, alive = psutil.wait_procs(ray_processes, timeout=30)
     assert not alive, [(p.pid, p.name()) for p in alive]
