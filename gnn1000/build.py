@@ -15,8 +15,9 @@ import gin
 import torch
 
 from gnn1000 import checkpoint, config, encoders
-from gnn1000.errors import ConfigError
-from gnn1000.experiment import Experiment, RunDir, check_graph_sampler, pick_device
+from gnn1000.errors import ConfigError, Gnn1000Error, plugin_error
+from gnn1000.experiment import Experiment, check_graph_sampler, pick_device
+from gnn1000.rundir import RunDir
 from gnn1000.registry import gin_name
 
 # What the configuration layer passes an architecture; every other parameter comes from gin.
@@ -50,7 +51,12 @@ def build_model(architecture: str, data) -> torch.nn.Module:
             f"for example '{gin_name(architecture)}.hidden_channels = 64' and "
             f"'{gin_name(architecture)}.num_layers = 7'."
         )
-    model = build(in_channels=data.num_features, out_channels=data.num_outputs, edge_dim=data.edge_dim, **kwargs)
+    try:
+        model = build(in_channels=data.num_features, out_channels=data.num_outputs, edge_dim=data.edge_dim, **kwargs)
+    except Gnn1000Error:
+        raise
+    except Exception as exc:  # a plugin's own error: its message first, not gin's call chain
+        raise plugin_error(f"architecture {architecture!r}", exc) from exc
     return encoders.wrap(model, getattr(data, "encoders", None))
 
 

@@ -6,10 +6,9 @@ import argparse
 import json
 import sys
 import warnings
-from pathlib import Path
 
 from gnn1000 import bench  # light: lists benchmark modules, imports none of them
-from gnn1000.errors import Gnn1000Error
+from gnn1000.errors import Gnn1000Error, paragraph
 
 
 def _quiet_third_party_warnings() -> None:
@@ -20,23 +19,29 @@ def _quiet_third_party_warnings() -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from gnn1000 import config as gin_config
+    from gnn1000 import resume
     from gnn1000.build import build_experiment
-    from gnn1000.experiment import RunDir
+    from gnn1000.rundir import RunDir
 
     if args.resume:
-        if args.config is not None or args.run_dir is not None:
-            raise Gnn1000Error("--resume RUN_DIR continues that run from its own config.gin; "
-                               "give no CONFIG or --run-dir with it (bindings are allowed, e.g. more epochs).")
+        if args.config is not None or args.run_dir is not None or args.overwrite:
+            raise Gnn1000Error("--resume RUN_DIR continues that run from its own config.gin; give no CONFIG, "
+                               "--run-dir or --overwrite with it (bindings are allowed, e.g. more epochs).")
         run = RunDir.existing(args.resume)
+        resume.check_bindings(run.config.read_text(errors="replace"), args.bind, str(run.config))
         gin_config.load(run.config, args.bind)
+        run.lock()  # before the data is built: a run in progress here is reported at once
     else:
         loaded = gin_config.load(args.config or gin_config.DEFAULT_CONFIG, args.bind)
-        run = RunDir(Path(args.run_dir)) if args.run_dir else RunDir.new(loaded.name)
+        run = RunDir.for_new_run(args.run_dir, args.overwrite) if args.run_dir else RunDir.new(loaded.name)
     print(f"run directory: {run.path}", flush=True)
     experiment = build_experiment(run.path, progress=not args.no_progress)
     print(f"{experiment.cfg.architecture} on {experiment.cfg.dataset}: "
           f"{experiment.num_parameters:,} parameters, device {experiment.device}", flush=True)
-    summary = experiment.fit(resume=bool(args.resume))
+    try:
+        summary = experiment.fit(resume=bool(args.resume))
+    finally:
+        run.release()
     best = summary["best"]
     metric = summary["metric"]
     print(f"final test {metric}: {summary['test_at_best_valid']:.4f} "
@@ -97,7 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--bind", action="append", default=[], metavar="'KEY=VALUE'",
                        help="a gin binding, e.g. 'resgnn.num_layers = 28' (repeatable)")
     train.add_argument("--run-dir", help="where to write the run (default: runs/<config>-<timestamp>)")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    train.add_argument("--resume", metavar="RUN_DIR",
+                       help="continue a run from its last intact checkpoint; bindings may change its "
+                            "epochs, lr, weight decay, grad clipping and evaluation settings")
+    train.add_argument("--overwrite", action="store_true",
+                       help="--run-dir may hold an old run: move it aside to DIR.old-<timestamp> first")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
@@ -137,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except Gnn1000Error as exc:
-        print(f"gnn1000 {args.command}: error: {exc}", file=sys.stderr)
+        print(f"gnn1000 {args.command}: error: {paragraph(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; a run continues with 'gnn1000 train --resume RUN_DIR'", file=sys.stderr)

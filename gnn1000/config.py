@@ -77,7 +77,12 @@ def _resolve_include(target: str, including_file: Path) -> Path:
 
 
 def _read_with_resolved_includes(path: Path) -> str:
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not a gin config: it is not UTF-8 text (byte {exc.start} is "
+                          f"{exc.object[exc.start:exc.start + 1]!r}). A config is a text file of "
+                          f"'configurable.parameter = value' lines.") from None
     return _INCLUDE.sub(
         lambda m: f"{m['lead']}'{_RESOLVED}{_resolve_include(m['path'], path)}'", text
     )
@@ -149,12 +154,14 @@ class _RecordingDelegate(config_parser.ParserDelegate):
 
     def __init__(self):
         self.references: list[str] = []
+        self.macros: list[str] = []
 
     def configurable_reference(self, scoped_configurable_name, evaluate):
         self.references.append(scoped_configurable_name.split("/")[-1])
         return None
 
     def macro(self, macro_name):
+        self.macros.append(macro_name)
         return None
 
 
@@ -268,10 +275,30 @@ def load(config: str | Path | None = DEFAULT_CONFIG, bindings: list[str] | tuple
     try:
         # Not finalized: plugins a config does not name (defaults) register with gin later.
         gin.parse_config_files_and_bindings(files, bindings, finalize_config=False)
+    except ImportError as exc:
+        missing = re.search(r"No module named '([\w.]+)'", str(exc))
+        module = missing.group(1) if missing else str(exc).splitlines()[0]
+        raise ConfigError(f"{path or 'The bindings'}: a gin 'import' failed: module {module!r} is not "
+                          f"installed or not on the Python path. Install it, or remove the import line.") from None
     except (ValueError, KeyError, TypeError, SyntaxError, OSError) as exc:
         raise ConfigError(f"Invalid gin config ({path or 'bindings'}): {_explain_gin_error(exc)}") from exc
+    _check_macros([(_read_with_resolved_includes(path), str(path))] if path else [], bindings)
     name = _config_name(path) if path else "bindings"
     return LoadedConfig(name=name, path=path, bindings=bindings)
+
+
+def _check_macros(texts: list[tuple[str, str]], bindings: list[str]) -> None:
+    """A macro used but never defined fails here, by name, not later as a missing setting."""
+    for text, source in [*texts, ("\n".join(bindings), "--bind")]:
+        delegate = _RecordingDelegate()
+        list(config_parser.ConfigParser(io.StringIO(text), delegate))
+        for name in delegate.macros:
+            try:
+                gin.query_parameter(f"%{name}")
+            except ValueError:
+                raise ConfigError(f"gin macro %{name} is used in {source} but never defined; define it "
+                                  f"with a line '{name} = <value>' (in the config, an included file or "
+                                  f"--bind).") from None
 
 
 def operative_config() -> str:

@@ -8,14 +8,19 @@ to the cache (gin ``data.cache``, else ``$GNN1000_CACHE``, else ``~/.cache/gnn10
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import shutil
 import stat
+import warnings
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import gin
 
-from gnn1000.errors import ConfigError
+from gnn1000.errors import ConfigError, CorruptFileError
 
 ROOT_ENV = "GNN1000_DATA"
 CACHE_ENV = "GNN1000_CACHE"
@@ -56,6 +61,10 @@ def writable_root(family: str, folder: str) -> Path:
     if _writable(source):
         return root / family
     target = cache / family / folder
+    if target.exists() and source.exists() and _read_fingerprint(target) != fingerprint(source):
+        # the source changed since it was copied (fixed, or replaced): copy it again
+        warnings.warn(f"{source} changed since it was copied to {target}; copying it again.", stacklevel=2)
+        shutil.rmtree(target)
     if not target.exists():
         if not source.exists():  # nothing to copy and nowhere writable to read from: download to the cache
             return cache / family
@@ -63,6 +72,7 @@ def writable_root(family: str, folder: str) -> Path:
             tmp = target.with_name(f".{folder}.copying")
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.copytree(source, tmp)
+            (tmp / FINGERPRINT).write_text(json.dumps(fingerprint(source)))
             for d in [tmp, *(p for p in tmp.rglob("*") if p.is_dir())]:
                 d.chmod(0o755)  # copytree keeps read-only modes, the loader must write here
             for f in (p for p in tmp.rglob("*") if p.is_file()):
@@ -74,6 +84,68 @@ def writable_root(family: str, folder: str) -> Path:
                 f"set gin 'data.cache' or ${CACHE_ENV} to a writable folder."
             ) from exc
     return cache / family
+
+
+FINGERPRINT = ".gnn1000-source.json"
+
+
+def fingerprint(source: Path) -> dict[str, list[int]]:
+    """Size and modification time of every source file (processed/ excluded: it is derived)."""
+    return {str(p.relative_to(source)): [p.stat().st_size, p.stat().st_mtime_ns]
+            for p in sorted(source.rglob("*")) if p.is_file() and "processed" not in p.relative_to(source).parts}
+
+
+def _read_fingerprint(target: Path) -> dict | None:
+    try:
+        return json.loads((target / FINGERPRINT).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def damaged_gzip(folder: Path, files: list[str]) -> tuple[Path, str] | None:
+    """The first ``.gz`` file among ``files`` that does not decompress to its end, and why."""
+    for name in files:
+        path = folder / name
+        if path.suffix != ".gz" or not path.is_file():
+            continue
+        try:
+            with gzip.open(path, "rb") as f:
+                while f.read(1 << 20):
+                    pass
+        except (EOFError, OSError, zlib.error) as exc:
+            return path, str(exc) or type(exc).__name__
+    return None
+
+
+def load_or_rebuild(name: str, load: Callable, folder: Path, files: list[str]):
+    """``load()``; damaged processed files are rebuilt from the raw ones (with a warning), and a
+    damaged raw file is one paragraph naming it instead of the loader's traceback."""
+    try:
+        return load()
+    except Exception as exc:  # loaders pass on whatever pandas, gzip or torch.load raise
+        error = exc
+    processed = folder / "processed"
+    damaged = damaged_gzip(folder, files)
+    if damaged is not None:
+        path, reason = damaged
+        shutil.rmtree(processed, ignore_errors=True)  # whatever was built from it goes too
+        raise CorruptFileError(
+            f"Dataset {name!r}: {path} is damaged ({reason}); it is probably truncated by an interrupted "
+            f"download or copy ({path.stat().st_size} bytes). Replace it with a complete copy from the "
+            f"dataset's release and run again.") from None
+    if processed.is_dir():
+        warnings.warn(f"{name}: the processed files in {processed} could not be read "
+                      f"({type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}); "
+                      f"rebuilding them from raw/.", stacklevel=2)
+        shutil.rmtree(processed)
+        try:
+            return load()
+        except Exception as exc:
+            error = exc
+    first = str(error).splitlines()[0][:200] if str(error) else ""
+    raise CorruptFileError(f"Dataset {name!r}: the files in {folder} could not be read "
+                           f"({type(error).__name__}: {first}). Check them against the dataset's "
+                           f"release (expected: {', '.join(files)}).") from error
 
 
 def missing_dataset(name: str, family: str, folder: str, expected: list[str], cause: BaseException) -> ConfigError:

@@ -46,9 +46,72 @@ def unknown_name_message(what: str, name: str, choices) -> str:
     return f"Unknown {what} {name!r}.{hint} Available {what}s: {listing}."
 
 
+def paragraph(exc: BaseException) -> str:
+    """An error's own message without the call chain gin appends to exceptions raised inside
+    configurables ('In call to configurable ...'): the user needs what was wrong, not where."""
+    text = str(exc)
+    for marker in ("\n  No values supplied by Gin", "\n  In call to configurable"):
+        text = text.split(marker)[0]
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def check_positive_ints(owner: str, **values) -> None:
     """Raise a ConfigError naming ``owner.arg`` for the first value that is not a positive integer."""
     for arg, value in values.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{owner}.{arg}={value!r} must be a positive integer.")
 
+
+
+class RunDirError(Gnn1000Error):
+    """A run directory that belongs to another run, or is locked by a running process."""
+
+
+class CorruptFileError(Gnn1000Error):
+    """A checkpoint, dataset or record file that exists but cannot be read whole."""
+
+
+def _interval(low, high, low_open: bool, high_open: bool) -> str:
+    low, high = (v if isinstance(v, int) or v is None else f"{v:g}" for v in (low, high))
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low}"
+    return f"{'<' if high_open else '<='} {high}"
+
+
+def check_number(owner: str, name: str, value, *, low=None, high=None, low_open: bool = False,
+                 high_open: bool = False, integer: bool = False, allow_none: bool = False) -> None:
+    """Raise a ConfigError naming ``owner.name``, the value and the allowed range, unless ``value``
+    is a finite number (an int when ``integer``) within it. Strings such as '0.01' are refused:
+    gin passes quoted values through as text."""
+    import math
+
+    if value is None and allow_none:
+        return
+    kind = "an integer" if integer else "a number"
+    allowed = f"{kind}{' ' + _interval(low, high, low_open, high_open) if (low, high) != (None, None) else ''}"
+    if allow_none:
+        allowed += ", or None"
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    ok = ok and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = ((low is None or (value > low if low_open else value >= low))
+              and (high is None or (value < high if high_open else value <= high)))
+    if not ok:
+        hint = " (write it without quotes in gin)" if isinstance(value, str) else ""
+        raise ConfigError(f"{owner}.{name}={value!r} is not allowed: it must be {allowed}{hint}.")
+
+
+def plugin_error(what: str, exc: BaseException) -> ConfigError:
+    """A plugin's own exception, raised while ``what`` was built, as one paragraph: the innermost
+    plugin named and its message first (gin appends its call chain; that is kept after it)."""
+    import re
+
+    text = str(exc)
+    message, _, trace = text.partition("\n  In call to configurable")
+    chain = re.findall(r"In call to configurable '([\w.]+)'", text)
+    plugin = f"plugin {chain[0]!r}" if chain else what
+    via = f" (built through {' <- '.join(repr(c) for c in chain[1:])})" if len(chain) > 1 else ""
+    return ConfigError(f"{plugin} failed while building {what}{via}: "
+                       f"{type(exc).__name__}: {message.strip() or '(no message)'}")

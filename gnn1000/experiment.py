@@ -11,7 +11,6 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime
 from pathlib import Path
 
 import torch
@@ -19,11 +18,12 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from tqdm.auto import tqdm
 from torch_geometric.loader import DataLoader
 
-from gnn1000 import checkpoint, memory
+from gnn1000 import checkpoint, guard, memory, resume
 from gnn1000.data import SPLITS, GraphTaskData, NodeTaskData
-from gnn1000.errors import ConfigError, Gnn1000Error, NonFiniteLossError
+from gnn1000.errors import ConfigError, Gnn1000Error
 from gnn1000.protocols import EpochAware, Sampler
 from gnn1000.registry import resolve
+from gnn1000.rundir import RunDir
 from gnn1000.settings import ExperimentConfig
 
 
@@ -38,41 +38,6 @@ def pick_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"experiment.device={name!r} but CUDA is not available here; use 'auto' or 'cpu'.")
     return device
-
-
-class RunDir:
-    """The files of one run: operative config, metrics, summary and checkpoints."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.config = self.path / "config.gin"
-        self.metrics = self.path / "metrics.jsonl"
-        self.summary = self.path / "summary.json"
-        self.last = self.path / "checkpoints" / "last.pt"
-        self.best = self.path / "checkpoints" / "best.pt"
-
-    @classmethod
-    def new(cls, config_name: str, base: Path = Path("runs")) -> RunDir:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        name, n = f"{config_name.replace('/', '-')}-{stamp}", 1
-        while (base / name).exists():
-            n += 1
-            name = f"{config_name.replace('/', '-')}-{stamp}-{n}"
-        return cls(base / name)
-
-    @classmethod
-    def existing(cls, path: Path | str) -> RunDir:
-        run = cls(Path(path))
-        if not run.path.is_dir():
-            raise ConfigError(f"Run directory {str(path)!r} does not exist.")
-        if not run.config.is_file():
-            raise ConfigError(f"{str(path)!r} is not a gnn1000 run directory: it has no config.gin.")
-        return run
-
-    def read_metrics(self) -> list[dict]:
-        if not self.metrics.is_file():
-            return []
-        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
 
 
 class NodeLevel:
@@ -199,6 +164,7 @@ class Experiment:
         self.metric = self.task.metric
         self.epoch = 0
         self.best: dict | None = None
+        self.history: list[dict] = []
 
     @property
     def num_parameters(self) -> int:
@@ -220,31 +186,16 @@ class Experiment:
                 continue
             self.optimizer.zero_grad(set_to_none=True)
             loss = self.task.loss(self._forward(batch)[mask], batch.y[mask])
-            self._check_finite(loss, "loss", step)
             loss.backward()
-            if self.cfg.grad_clip is not None:
-                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-                self._check_finite(norm, "gradient norm", step)
-            self.optimizer.step()
+            norm = guard.grad_norm(self.model.parameters(), self.cfg.grad_clip)
+            guard.optimizer_step(self.optimizer, self.run, self.epoch, step, self.cfg.lr)
+            # before anything else (evaluation, a checkpoint) sees the step
+            guard.check_step(self.run, self.model, loss, norm, self.epoch, step, self.cfg.lr)
             total += loss.item() * n
             count += n
         if count == 0:
             raise ConfigError(f"Sampler {self.cfg.sampler!r} yielded nothing to train on in epoch {self.epoch}.")
         return total / count
-
-    def _check_finite(self, value: torch.Tensor, what: str, step: int) -> None:
-        if torch.isfinite(value).all():
-            return
-        if self.run.last.is_file():
-            kept = f"The last good checkpoint is {self.run.last} (epoch {self.epoch - 1}); resume with " \
-                   f"'gnn1000 train --resume {self.run.path}'"
-        else:
-            kept = "No epoch had finished, so there is no checkpoint yet"
-        raise NonFiniteLossError(
-            f"Training stopped: the {what} is {float(value.detach()):g} in epoch {self.epoch}, batch {step}. "
-            f"{kept} after lowering experiment.lr (now {self.cfg.lr:g}) or tightening "
-            f"experiment.grad_clip (now {self.cfg.grad_clip})."
-        )
 
     @torch.no_grad()
     def predict(self) -> torch.Tensor:
@@ -256,8 +207,11 @@ class Experiment:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         self.model.eval()
-        return {f"{split}_{self.metric}": self.task.score(logits, y)
-                for split, (logits, y) in self.runner.split_predictions(self._forward).items()}
+        scores = {}
+        for split, (logits, y) in self.runner.split_predictions(self._forward).items():
+            guard.check_outputs(self.run, split, logits, self.epoch, self.cfg.lr)
+            scores[f"{split}_{self.metric}"] = self.task.score(logits, y)
+        return scores
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -272,11 +226,13 @@ class Experiment:
     def _state(self) -> dict:
         return {"epoch": self.epoch, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "rng": checkpoint.rng_state(),
-                "best": self.best,
+                "best": self.best, "history": self.history,  # records committed with the weights
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None}
 
     def resume_from(self, path: Path) -> None:
-        state = checkpoint.load(path)  # on the CPU: RNG states must stay there; load_state_dict moves the rest
+        self.restore(checkpoint.load(path))  # on the CPU: RNG states must stay there
+
+    def restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
@@ -284,34 +240,61 @@ class Experiment:
         checkpoint.set_rng_state(state["rng"])
         self.epoch = state["epoch"]
         self.best = state["best"]
+        self.history = list(state.get("history") or [])
 
     def load_weights(self, path: Path) -> None:
         self.model.load_state_dict(checkpoint.load(path, map_location=self.device)["model"])
 
     def write_config(self) -> None:
         self.run.path.mkdir(parents=True, exist_ok=True)
-        self.run.config.write_text(self.config_text)
+        tmp = self.run.config.with_name(".config.gin.tmp")
+        tmp.write_text(resume.config_header(self.run.read_resumes()) + self.config_text)
+        tmp.replace(self.run.config)
 
     def fit(self, resume: bool = False) -> dict:
         """Train to ``epochs`` (continuing from the last checkpoint if ``resume``); return the summary."""
-        self.run.path.mkdir(parents=True, exist_ok=True)
         if resume:
-            if not self.run.last.is_file():
-                raise ConfigError(f"Cannot resume {self.run.path}: it has no checkpoint yet ({self.run.last}).")
-            self.resume_from(self.run.last)
-            kept = [r for r in self.run.read_metrics() if r["epoch"] <= self.epoch]
-            self.run.metrics.write_text("".join(json.dumps(r) + "\n" for r in kept))
-            self.write_config()  # --resume may bind more epochs: config.gin stays the operative config
-            self.log(f"resumed {self.run.path} after epoch {self.epoch}")
+            self._resume()
         else:
+            self.run.claim()  # locked for this process's life; refuses a folder another run took
             self.write_config()
-            self.run.metrics.write_text("")
-        while self.epoch < self.cfg.epochs:
-            self.epoch += 1
-            record = self._run_epoch()
-            if self.on_epoch is not None:
-                self.on_epoch(record, self.run.last)
+            self.run.write_metrics([])
+        try:
+            while self.epoch < self.cfg.epochs:
+                self.epoch += 1
+                record = self._run_epoch()
+                if self.on_epoch is not None:
+                    self.on_epoch(record, self.run.last)
+        except ConfigError:
+            if not resume:
+                self.run.discard_unstarted()  # a setting that fails in epoch 1 leaves no half run
+            raise
         return self.write_summary()
+
+    def _resume(self) -> None:
+        """Continue from the newest intact checkpoint with the settings bound now (checked by
+        :func:`gnn1000.resume.check_bindings`), rebuild metrics.jsonl from the checkpoint's history,
+        and record what changed."""
+        self.run.lock()
+        try:
+            state, used = checkpoint.load_latest(self.run.last, log=self.log)
+        except FileNotFoundError:
+            raise ConfigError(f"Cannot resume {self.run.path}: it has no checkpoint yet ({self.run.last}); "
+                              f"no epoch finished. Start it again with --overwrite.") from None
+        resume.check_epochs(self.cfg.epochs, state["epoch"], self.run.path)
+        self.restore(state)
+        resume.apply_to_optimizer(self.optimizer, self.scheduler, self.cfg.lr, self.cfg.weight_decay)
+        on_disk = self.run.read_metrics()  # warns about a torn last line before it is rewritten
+        if not self.history:  # a checkpoint from before records travelled with it
+            self.history = [r for r in on_disk if r["epoch"] <= self.epoch]
+        self.run.write_metrics(self.history)
+        changes = resume.changed(self.run.config.read_text(), self.config_text, str(self.run.config))
+        if changes:
+            self.run.record_resume(resume.resume_entry(self.epoch, changes, used.name))
+        self.write_config()  # config.gin says what the run does from here on
+        self.log(f"resumed {self.run.path} after epoch {self.epoch}"
+                 + (f"; changed: {', '.join(f'{k} {a!r} -> {b!r}' for k, (a, b) in changes.items())}"
+                    if changes else ""))
 
     def _run_epoch(self) -> dict:
         memory.reset_peak(self.device)
@@ -327,10 +310,11 @@ class Experiment:
         record["peak_memory_mb"] = memory.peak_mb(self.device)
         if self._is_better(record):
             self.best = record
-            checkpoint.save(self.run.best, {"epoch": self.epoch, "model": self.model.state_dict()})
-        checkpoint.save(self.run.last, self._state())
-        with open(self.run.metrics, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            checkpoint.save(self.run.best, {"epoch": self.epoch, "model": self.model.state_dict()},
+                            keep_previous=False)
+        self.history.append(record)
+        checkpoint.save(self.run.last, self._state())  # the record is committed here...
+        self.run.append_metrics(record)  # ...and mirrored here; resume rebuilds it from the checkpoint
         m = self.metric
         self.log(f"epoch {self.epoch:>4}/{self.cfg.epochs} | loss {loss:.4f} | "
                  f"train {m} {record[f'train_{m}']:.4f} | valid {m} {record[f'valid_{m}']:.4f} | "
@@ -345,7 +329,7 @@ class Experiment:
             self.scheduler.step()
 
     def write_summary(self) -> dict:
-        history = self.run.read_metrics()
+        history = self.history
         summary = {
             "dataset": self.cfg.dataset, "architecture": self.cfg.architecture,
             "metric": self.metric, "epochs": self.epoch, "device": str(self.device),

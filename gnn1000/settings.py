@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gnn1000.errors import ConfigError, check_positive_ints
+from gnn1000.errors import ConfigError, check_number, check_positive_ints
 
 
 @dataclass
@@ -31,11 +31,12 @@ class ExperimentConfig:
 
     def __post_init__(self):
         check_positive_ints("experiment", epochs=self.epochs, batch_size=self.batch_size)
-        if self.graphs_per_epoch is not None and (not isinstance(self.graphs_per_epoch, int)
-                                                  or self.graphs_per_epoch < 1):
-            raise ConfigError(f"experiment.graphs_per_epoch={self.graphs_per_epoch!r} must be a "
-                              f"positive integer, or None for every training graph.")
-        if not self.lr > 0:
-            raise ConfigError(f"experiment.lr={self.lr!r} must be positive.")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ConfigError(f"experiment.grad_clip={self.grad_clip!r} must be positive, or None to turn clipping off.")
+        check_number("experiment", "graphs_per_epoch", self.graphs_per_epoch, low=1, integer=True, allow_none=True)
+        check_number("experiment", "lr", self.lr, low=0, low_open=True)
+        check_number("experiment", "weight_decay", self.weight_decay, low=0)
+        check_number("experiment", "grad_clip", self.grad_clip, low=0, low_open=True, allow_none=True)
+        check_number("experiment", "seed", self.seed, low=0, high=2**32 - 1, integer=True)  # numpy's range
+        for option in ("dataset", "architecture", "sampler", "device", "optimizer", "scheduler"):
+            if not isinstance(getattr(self, option), str) and not callable(getattr(self, option)):
+                raise ConfigError(f"experiment.{option}={getattr(self, option)!r} must be a registry name "
+                                  f"(a quoted string in gin).")

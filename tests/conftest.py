@@ -25,3 +25,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_datasets_untouched():
+    """No test writes into the shared datasets: their tree is the same after the session."""
+    from shared_data import DATA_ROOT
+
+    def tree():
+        if not DATA_ROOT.is_dir():
+            return {}
+        return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in DATA_ROOT.rglob("*")}
+
+    before = tree()
+    yield
+    after = tree()
+    assert after == before, f"tests wrote into {DATA_ROOT}: {sorted(set(after) ^ set(before))[:5]}"

@@ -99,7 +99,7 @@ def test_a_search_file_given_to_train_points_to_gnn1000_tune():
 
 
 def test_runs_of_shipped_configs_are_named_for_the_config_path():
-    from gnn1000.experiment import RunDir
+    from gnn1000.rundir import RunDir
 
     loaded = config.load("ogbn-proteins/revgnn-deep")
     assert loaded.name == "ogbn-proteins/revgnn-deep"

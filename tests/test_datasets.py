@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import gin
 import numpy as np
 import pytest
@@ -42,8 +45,9 @@ def test_molhiv_has_the_official_scaffold_split_and_ogb_task(molhiv, shared_data
     assert molhiv.task.ogb_name == "ogbg-molhiv" and molhiv.task.metric == "rocauc"
     assert molhiv.dataset[0].x.dtype == torch.long  # atom ids, for OGB's AtomEncoder
     assert molhiv.num_features == molhiv.edge_dim == molhiv.encoders.dim
-    # The shared root is read-only: OGB processed a cache copy, not the shared folder.
+    # The session's data root is a read-only copy: OGB processed a cache copy, not the root.
     assert not (shared_data / "ogb" / "ogbg_molhiv" / "processed").exists()
+    assert (Path(os.environ["GNN1000_CACHE"]) / "ogb" / "ogbg_molhiv" / "processed").is_dir()
 
 
 @requires("ogb/ogbg_molhiv")

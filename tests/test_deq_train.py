@@ -12,7 +12,7 @@ from helpers import bind_args
 from gnn1000 import config as gin_config
 from gnn1000.cli import main
 from gnn1000.build import build_experiment
-from gnn1000.experiment import RunDir
+from gnn1000.rundir import RunDir
 
 BINDINGS = [
     "experiment.architecture = 'deq'", "experiment.epochs = 12", "experiment.lr = 0.01",

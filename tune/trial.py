@@ -20,6 +20,7 @@ import torch
 from ray import tune
 
 from gnn1000 import config as gin_config
+from gnn1000.errors import Gnn1000Error
 from gnn1000.tune.space import bindings_for  # the module also registers `search`, which trial configs bind
 
 
@@ -62,7 +63,12 @@ def train_trial(params: dict, *, base_config: str, workdir: str,
     experiment.on_epoch = on_epoch
     try:
         experiment.fit(resume=resume)
+    except Gnn1000Error as exc:
+        # run_dir is deleted below: name where Tune keeps the run directory instead
+        kept = f"{context.get_trial_dir()}/checkpoint_<latest>"
+        raise type(exc)(str(exc).replace(str(run_dir), kept)) from exc
     finally:
+        experiment.run.release()  # a reused worker runs the next trial in this process
         shutil.rmtree(run_dir, ignore_errors=True)
         with contextlib.suppress(OSError):  # the search's folder goes with its last trial
             run_dir.parent.rmdir()

@@ -4,13 +4,14 @@ files are under the data root, downloading otherwise), and deriving the task fro
 from __future__ import annotations
 
 import os
+import shutil
 
 import pandas as pd
 import torch
 from torch_geometric.utils import index_to_mask
 
-from gnn1000.dataroot import data_root, missing_dataset, writable_root
-from gnn1000.errors import ConfigError
+from gnn1000.dataroot import data_root, load_or_rebuild, missing_dataset, writable_root
+from gnn1000.errors import ConfigError, CorruptFileError
 from gnn1000.task import METRICS, Task
 
 FAMILY = "ogb"
@@ -83,12 +84,37 @@ def open_ogb(name: str, level: str, meta_dict: dict | None = None, **loader_kwar
         loader_kwargs["meta_dict"] = {**meta, "dir_path": str(root / folder)}
     else:
         loader_kwargs["root"] = str(root)
-    if on_disk or (root / folder / expected[0]).exists():
-        return loader(name, **loader_kwargs)  # present: a failure here is not a missing dataset
-    try:  # not on disk: OGB downloads it into the root (or the cache when the root is read-only)
-        return loader(name, **loader_kwargs)
-    except Exception as exc:  # OGB passes on whatever urllib, zipfile or input() raise
-        raise missing_dataset(name, FAMILY, folder, expected, exc) from exc
+    if on_disk or (root / folder / expected[0]).exists():  # present: a failure is a damaged file
+        dataset = load_or_rebuild(name, lambda: loader(name, **loader_kwargs), root / folder, expected)
+    else:
+        try:  # not on disk: OGB downloads it into the root (or the cache when the root is read-only)
+            dataset = loader(name, **loader_kwargs)
+        except Exception as exc:  # OGB passes on whatever urllib, zipfile or input() raise
+            raise missing_dataset(name, FAMILY, folder, expected, exc) from exc
+    check_counts(name, dataset, root / folder, meta, level)
+    return dataset
+
+
+def check_counts(name: str, dataset, folder, meta: dict, level: str) -> None:
+    """The loaded graph(s) against OGB's own count files, which a short but valid edge file
+    (a partial download) would otherwise pass unnoticed."""
+    raw = folder / "raw"
+    try:
+        nodes = int(pd.read_csv(raw / "num-node-list.csv.gz", header=None).values.sum())
+        edges = int(pd.read_csv(raw / "num-edge-list.csv.gz", header=None).values.sum())
+    except (OSError, EOFError, ValueError):
+        return  # load_or_rebuild has read them already; a processed-only copy has none
+    data = dataset[0] if level == "node" else dataset._data
+    factor = 2 if str(meta.get("add_inverse_edge")) == "True" else 1
+    found_edges = data.edge_index.size(1)
+    found_nodes = data.num_nodes if level == "node" else (data.x.size(0) if data.x is not None else nodes)
+    if found_edges != edges * factor or found_nodes != nodes:
+        shutil.rmtree(folder / "processed", ignore_errors=True)  # built from the short files
+        raise CorruptFileError(
+            f"Dataset {name!r}: {raw} holds {found_nodes:,} nodes and {found_edges // factor:,} edges, but "
+            f"OGB's count files (num-node-list.csv.gz, num-edge-list.csv.gz) say {nodes:,} and {edges:,}: "
+            f"raw/edge.csv.gz (or another raw file) is incomplete, e.g. a partial download. Replace it "
+            f"with the complete file from the OGB release and run again.")
 
 
 def task_from_meta(name: str, meta, evaluator: bool) -> Task:

@@ -7,7 +7,7 @@ import torch
 from torch_geometric.transforms import Constant, NormalizeFeatures
 
 from gnn1000.data import GraphTaskData, NodeTaskData, random_split
-from gnn1000.dataroot import data_root, missing_dataset, writable_root
+from gnn1000.dataroot import data_root, load_or_rebuild, missing_dataset, writable_root
 from gnn1000.errors import ConfigError
 from gnn1000.registry import register
 from gnn1000.task import Task
@@ -21,7 +21,7 @@ def _open(loader, family: str, folder: str, expected: list[str], **kwargs):
     on_disk = all((data_root() / family / folder / f).exists() for f in expected)
     root = writable_root(family, folder)
     if on_disk:
-        return loader(str(root), **kwargs)
+        return load_or_rebuild(kwargs["name"], lambda: loader(str(root), **kwargs), root / folder, expected)
     try:
         return loader(str(root), **kwargs)
     except Exception as exc:  # PyG passes on whatever urllib or fsspec raise

@@ -15,7 +15,7 @@ from torch_geometric.data import Data
 from torch_geometric.utils import coalesce, index_to_mask, scatter
 
 from gnn1000.data import NodeTaskData, random_split
-from gnn1000.errors import ConfigError
+from gnn1000.errors import ConfigError, check_number
 from gnn1000.registry import register
 from gnn1000.task import Task
 
@@ -50,6 +50,10 @@ def synthetic_proteins(num_nodes: int = 3000, num_species: int = 8, avg_degree: 
 
 
 def _check(num_nodes, num_species, avg_degree, num_tasks, hops, within_species) -> None:
+    for name, value in dict(num_nodes=num_nodes, num_species=num_species, avg_degree=avg_degree,
+                            num_tasks=num_tasks, hops=hops).items():
+        check_number("synthetic_proteins", name, value, low=0, integer=True)
+    check_number("synthetic_proteins", "within_species", within_species, low=0, high=1)
     problems = []
     if num_nodes < 10:
         problems.append(f"num_nodes={num_nodes} (at least 10)")

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch_geometric.nn import GATConv, GCNConv, GENConv, SAGEConv
 
-from gnn1000.errors import ConfigError
+from gnn1000.errors import ConfigError, check_number, check_positive_ints
 from gnn1000.registry import register
 
 
@@ -44,6 +44,9 @@ class GEN(_Adapter):
         super().__init__()
         if aggr not in self.AGGRS:
             raise ConfigError(f"gen.aggr={aggr!r} is not supported; choose one of {', '.join(self.AGGRS)}.")
+        check_positive_ints("gen", mlp_layers=mlp_layers)
+        check_number("gen", "t", t, low=0, low_open=True)
+        check_number("gen", "p", p)
         self.conv = GENConv(in_channels, out_channels, aggr=aggr, t=t, learn_t=learn_t, p=p,
                             learn_p=learn_p, msg_norm=msg_norm, num_layers=mlp_layers,
                             norm=mlp_norm, edge_dim=edge_dim)
@@ -80,6 +83,9 @@ class GAT(_Adapter):
                  heads: int = 1, attention_dropout: float = 0.0, negative_slope: float = 0.2,
                  add_self_loops: bool = True):
         super().__init__()
+        check_positive_ints("gat", heads=heads)
+        check_number("gat", "attention_dropout", attention_dropout, low=0, high=1, high_open=True)
+        check_number("gat", "negative_slope", negative_slope, low=0)
         if out_channels % heads:
             raise ConfigError(
                 f"gat: out_channels={out_channels} must be divisible by heads={heads} "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from gnn1000.errors import ConfigError
+from gnn1000.errors import ConfigError, check_number
 from gnn1000.registry import register
 
 from .base import Solver
@@ -21,6 +21,8 @@ class Anderson(Solver):
     name = "anderson"
 
     def __init__(self, m: int = 5, lam: float = 1e-4, beta: float = 1.0):
+        check_number("anderson", "lam", lam)  # a number at all; its range is checked below
+        check_number("anderson", "beta", beta)
         if not isinstance(m, int) or m < 1:
             raise ConfigError(f"anderson.m={m!r} must be a positive integer (the history length).")
         if not lam > 0:

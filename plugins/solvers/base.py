@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor
 
-from gnn1000.errors import ConfigError, Gnn1000Error
+from gnn1000.errors import ConfigError, Gnn1000Error, check_number
 from gnn1000.registry import resolve
 
 STOP_MODES = ("abs", "rel")
@@ -49,6 +49,7 @@ class SolverStats:
 def check_solve_args(solver: str, tol: float, max_iter: int, stop_mode: str) -> None:
     if stop_mode not in STOP_MODES:
         raise ConfigError(f"{solver}: stop_mode={stop_mode!r} is not supported; choose one of {', '.join(STOP_MODES)}.")
+    check_number(solver, "tol", tol, low=0)
     if not isinstance(max_iter, int) or max_iter < 1:
         raise ConfigError(f"{solver}: max_iter={max_iter!r} must be a positive integer.")
     if not tol >= 0:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gnn1000.errors import ConfigError
+from gnn1000.errors import ConfigError, check_number
 from gnn1000.registry import register
 
 from .base import Solver
@@ -15,6 +15,7 @@ class FixedPoint(Solver):
     name = "fixed_point"
 
     def __init__(self, damping: float = 1.0):
+        check_number("fixed_point", "damping", damping, low=0, high=1, low_open=True)
         if not 0.0 < damping <= 1.0:
             raise ConfigError(f"fixed_point.damping={damping!r} must be in (0, 1].")
         self.damping = float(damping)

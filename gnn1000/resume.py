@@ -1,0 +1,123 @@
+"""``--resume`` with bindings: which settings may change, what changed, and applying it.
+
+A checkpoint fixes the model's shape, its data and the random draws that made it; what may change
+without breaking that is how long and how fast it trains and how it is evaluated. Everything else is
+refused before anything in the run directory is touched, naming each binding.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime, timezone
+
+from gin import config_parser
+
+from gnn1000.errors import ConfigError
+
+# What may change on resume: the loop's length and step, and evaluation (read fresh each epoch).
+MUTABLE = (
+    "experiment.epochs", "experiment.lr", "experiment.weight_decay", "experiment.grad_clip",
+    "experiment.device",
+    "random_partition.num_views", "random_partition.eval_parts",
+    "data.root", "data.cache",
+)
+
+
+# Schedules whose shape is fixed by experiment.epochs when the run starts.
+FITTED_TO_EPOCHS = ("cosine",)
+
+
+class _Literal(config_parser.ParserDelegate):
+    """Keeps references and macros as their text, so two configs compare without importing anything."""
+
+    def configurable_reference(self, scoped_configurable_name, evaluate):
+        return f"@{scoped_configurable_name}{'()' if evaluate else ''}"
+
+    def macro(self, macro_name):
+        return f"%{macro_name}"
+
+
+def bound_values(text: str, source: str) -> dict[str, object]:
+    """``scope/configurable.parameter`` (or a macro's name) -> value, for every binding in a gin text."""
+    try:
+        statements = list(config_parser.ConfigParser(io.StringIO(text), _Literal()))
+    except SyntaxError as exc:
+        raise ConfigError(f"gin syntax error in {source}: {exc}") from exc
+    values = {}
+    for st in statements:
+        if isinstance(st, config_parser.BindingStatement):
+            selector = f"{st.scope}/{st.selector}" if st.scope else st.selector
+            values[f"{selector}.{st.arg_name}" if st.arg_name else selector] = st.value
+    return values
+
+
+def _short(key: str) -> str:
+    """'gnn1000.experiment.lr' and 'experiment.lr' are one setting."""
+    selector, _, arg = key.rpartition(".")
+    return f"{selector.split('.')[-1]}.{arg}" if selector else key
+
+
+def changed(old_text: str, new_text: str, source: str) -> dict[str, tuple]:
+    """``key -> (old, new)`` for every setting ``new_text`` binds to another value than ``old_text``."""
+    old = {_short(k): v for k, v in bound_values(old_text, source).items()}
+    new = {_short(k): v for k, v in bound_values(new_text, "the new settings").items()}
+    return {key: (old.get(key, "(default)"), value) for key, value in new.items()
+            if old.get(key, "(default)") != value}
+
+
+def check_bindings(config_text: str, bindings: list[str], source: str) -> dict[str, tuple]:
+    """The settings ``bindings`` change against a run's config.gin, as ``key -> (old, new)``; raise,
+    naming each, if any of them may not change on resume."""
+    changes = changed(config_text, "\n".join(bindings), source)
+    refused = [key for key in changes if key not in MUTABLE]
+    scheduled = bound_values(config_text, source).get("experiment.scheduler") in FITTED_TO_EPOCHS
+    if scheduled and "experiment.epochs" in changes:
+        refused.append("experiment.epochs")  # the restored schedule's decay is fitted to the old length
+    if refused:
+        not_epochs = " (not experiment.epochs: a cosine schedule is fitted to it)" if scheduled else ""
+        listed = "; ".join(f"{key} = {changes[key][1]!r} (the run has {changes[key][0]!r})" for key in refused)
+        raise ConfigError(
+            f"--resume cannot change {listed}: the checkpoint was made with the run's own value, so the "
+            f"model, data or random draws would no longer match it. Settings that may change on resume: "
+            f"{', '.join(MUTABLE)}{not_epochs}. To train with the new value, start a new run, e.g. "
+            f"'gnn1000 train {source} --run-dir NEW_DIR --bind ...'. Nothing in the run directory was changed.")
+    return changes
+
+
+def check_epochs(epochs: int, done: int, run_path) -> None:
+    if epochs < done:
+        raise ConfigError(f"experiment.epochs={epochs} but {run_path} has already trained {done} epochs; "
+                          f"give experiment.epochs >= {done} (equal: just rewrite its summary).")
+
+
+def apply_to_optimizer(optimizer, scheduler, lr: float, weight_decay: float) -> None:
+    """The restored optimizer state carries the old lr and weight decay: take the config's. Under a
+    schedule the new lr becomes its base rate, and the current rate keeps its place in the schedule."""
+    for group in optimizer.param_groups:
+        base = group.get("initial_lr", group["lr"])
+        group["lr"] = group["lr"] * (lr / base) if base else lr
+        if "initial_lr" in group:
+            group["initial_lr"] = lr
+        if "weight_decay" in group:
+            group["weight_decay"] = weight_decay
+    for schedule in [scheduler, *getattr(scheduler, "_schedulers", [])]:  # SequentialLR holds others
+        if hasattr(schedule, "base_lrs"):
+            schedule.base_lrs = [lr] * len(schedule.base_lrs)
+
+
+def resume_entry(after_epoch: int, changes: dict[str, tuple], checkpoint: str) -> dict:
+    return {"after_epoch": after_epoch, "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "checkpoint": checkpoint,
+            "changed": {key: {"from": old, "to": new} for key, (old, new) in changes.items()}}
+
+
+def config_header(entries: list[dict]) -> str:
+    """The comment block at the top of config.gin that says what changed at which epoch."""
+    if not entries:
+        return ""
+    lines = ["# This run was resumed; the settings below are the ones it uses from the last resume on.",
+             "# What changed at each resume (also in resumes.jsonl):"]
+    for entry in entries:
+        changed = ", ".join(f"{k}: {v['from']!r} -> {v['to']!r}" for k, v in entry["changed"].items()) or "nothing"
+        lines.append(f"#   after epoch {entry['after_epoch']} ({entry['at']}): {changed}")
+    return "\n".join(lines) + "\n\n"
