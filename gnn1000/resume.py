@@ -10,8 +10,6 @@ from __future__ import annotations
 import io
 from datetime import datetime, timezone
 
-from gin import config_parser
-
 from gnn1000.errors import ConfigError
 
 # What may change on resume: the loop's length and step, and evaluation (read fresh each epoch).
@@ -27,20 +25,21 @@ MUTABLE = (
 FITTED_TO_EPOCHS = ("cosine",)
 
 
-class _Literal(config_parser.ParserDelegate):
-    """Keeps references and macros as their text, so two configs compare without importing anything."""
-
-    def configurable_reference(self, scoped_configurable_name, evaluate):
-        return f"@{scoped_configurable_name}{'()' if evaluate else ''}"
-
-    def macro(self, macro_name):
-        return f"%{macro_name}"
-
-
 def bound_values(text: str, source: str) -> dict[str, object]:
     """``scope/configurable.parameter`` (or a macro's name) -> value, for every binding in a gin text."""
+    from gin import config_parser  # here: the loop imports this module, and a Python-built run has no gin
+
+    class Literal(config_parser.ParserDelegate):
+        """Keeps references and macros as their text, so two configs compare without importing anything."""
+
+        def configurable_reference(self, scoped_configurable_name, evaluate):
+            return f"@{scoped_configurable_name}{'()' if evaluate else ''}"
+
+        def macro(self, macro_name):
+            return f"%{macro_name}"
+
     try:
-        statements = list(config_parser.ConfigParser(io.StringIO(text), _Literal()))
+        statements = list(config_parser.ConfigParser(io.StringIO(text), Literal()))
     except SyntaxError as exc:
         raise ConfigError(f"gin syntax error in {source}: {exc}") from exc
     values = {}
