@@ -21,10 +21,11 @@ def grad_norm(parameters, clip: float | None) -> torch.Tensor:
 
 def nonfinite_parameter(model: torch.nn.Module) -> str | None:
     """The first parameter or buffer holding NaN or Inf, by name."""
-    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            return name
-    return None
+    named = [(name, t) for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_floating_point()]
+    # One fused norm (one device sync) per step; it is non-finite exactly when some element is.
+    if not named or torch.isfinite(torch.nn.utils.get_total_norm([t.detach() for _, t in named])):
+        return None
+    return next((name for name, t in named if not torch.isfinite(t).all()), None)
 
 
 def finite_checkpoint(last) -> tuple[str, int] | None:
