@@ -11,10 +11,13 @@ import shutil
 import tomllib
 from pathlib import Path
 
+from mkdocs.plugins import event_priority
+
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "build" / "docs-src"
 
 
+@event_priority(100)  # before mkdocstrings reads build/docs-src: hooks otherwise run after the plugins
 def on_config(config, **kwargs):
     mapping = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
     shutil.rmtree(SOURCE, ignore_errors=True)
