@@ -20,8 +20,11 @@ def _quiet_third_party_warnings() -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from gnn1000 import config as gin_config
+    from gnn1000 import seeds
     from gnn1000.experiment import Experiment, RunDir
 
+    if args.seeds is not None or (args.resume and seeds.is_multi_seed_run(args.resume)):
+        return seeds.cmd_train_seeds(args)
     if args.resume:
         if args.config is not None or args.run_dir is not None:
             raise Gnn1000Error("--resume RUN_DIR continues that run from its own config.gin; "
@@ -38,9 +41,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = experiment.fit(resume=bool(args.resume))
     best = summary["best"]
     metric = summary["metric"]
+    depth = getattr(experiment.architecture, "num_layers", "?")
     print(f"final test {metric}: {summary['test_at_best_valid']:.4f} "
           f"(model of epoch {best['epoch']}, best valid {metric} {best[f'valid_{metric}']:.4f}); "
-          f"peak memory {summary['peak_memory_mb']:.0f} MB; results in {run.path}", flush=True)
+          f"{depth}-layer {experiment.cfg.architecture}, peak memory {summary['peak_memory_mb']:.0f} MB; "
+          f"results in {run.path}", flush=True)
     return 0
 
 
@@ -97,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a gin binding, e.g. 'resgnn.num_layers = 28' (repeatable)")
     train.add_argument("--run-dir", help="where to write the run (default: runs/<config>-<timestamp>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    train.add_argument("--seeds", metavar="N|K,K,...", help="one run per seed in RUN_DIR/seed-<k>/ and their "
+                                                           "mean ± std: a count (3: seeds 0,1,2) or a list (0,3,7)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
