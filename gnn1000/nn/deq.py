@@ -179,9 +179,21 @@ class DEQ(torch.nn.Module):
     def unrolled(self, x: Tensor, *args, steps: int, z0: Tensor | None = None, **kwargs) -> Tensor:
         """f applied ``steps`` times from z0 (zeros) with plain autograd: the warm-up model."""
         z = torch.zeros_like(x) if z0 is None else z0
-        for _ in range(steps):
+        for step in range(steps):
+            if step == steps - 1 and z.requires_grad:  # the penalty keeps f contractive in warm-up too
+                z_out = self.f(z, x, *args, **kwargs)
+                return self._penalised(z_out, z_out, z)
             z = self.f(z, x, *args, **kwargs)
         return z
+
+    def _penalised(self, result: Tensor, z_out: Tensor, z_in: Tensor) -> Tensor:
+        """``result``, carrying the gradient of the Jacobian penalty of z_out = f(z_in) when training
+        with ``jac_reg``."""
+        if not (self.training and self.jac_reg > 0 and torch.is_grad_enabled()):
+            return result
+        fro2 = jacobian_frobenius(z_out, z_in)
+        self._jac.append(fro2.item())
+        return _AddToGradient.apply(result, self.jac_reg * fro2)
 
     def forward(self, x: Tensor, *args, z0: Tensor | None = None, **kwargs) -> Tensor:
         def f(z: Tensor) -> Tensor:
@@ -195,15 +207,11 @@ class DEQ(torch.nn.Module):
             return f(z_star)
         z_star = z_star.detach().requires_grad_()
         z_out = f(z_star)
-        penalty = None
-        if self.training and self.jac_reg > 0:
-            fro2 = jacobian_frobenius(z_out, z_star)
-            self._jac.append(fro2.item())
-            penalty = self.jac_reg * fro2
         if self.gradient == "implicit":
-            z_out = implicit_gradient(z_out, z_star, lambda h, grad: self._solve(
+            z_grad = implicit_gradient(z_out, z_star, lambda h, grad: self._solve(
                 "backward", self.bwd_solver, h, torch.zeros_like(grad), self.bwd_tol, self.bwd_max_iter))
-        return z_out if penalty is None else _AddToGradient.apply(z_out, penalty)
+            return self._penalised(z_grad, z_out, z_star)
+        return self._penalised(z_out, z_out, z_star)
 
     def extra_repr(self) -> str:
         return (f"solver={self.solver!r}, bwd_solver={self.bwd_solver!r}, fwd_tol={self.fwd_tol:g}, "
