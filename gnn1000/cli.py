@@ -19,10 +19,12 @@ def _quiet_third_party_warnings() -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from gnn1000 import config as gin_config
-    from gnn1000 import resume
+    from gnn1000 import resume, seeds
     from gnn1000.build import build_experiment
     from gnn1000.rundir import RunDir
 
+    if args.seeds is not None or (args.resume and seeds.is_multi_seed_run(args.resume)):
+        return seeds.cmd_train_seeds(args)
     if args.resume:
         if args.config is not None or args.run_dir is not None or args.overwrite:
             raise Gnn1000Error("--resume RUN_DIR continues that run from its own config.gin; give no CONFIG, "
@@ -44,9 +46,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         run.release()
     best = summary["best"]
     metric = summary["metric"]
+    depth = f"{summary['num_layers']}-layer " if summary["num_layers"] else ""
     print(f"final test {metric}: {summary['test_at_best_valid']:.4f} "
           f"(model of epoch {best['epoch']}, best valid {metric} {best[f'valid_{metric}']:.4f}); "
-          f"peak memory {summary['peak_memory_mb']:.0f} MB; results in {run.path}", flush=True)
+          f"{depth}{experiment.cfg.architecture}, peak memory {summary['peak_memory_mb']:.0f} MB; "
+          f"results in {run.path}", flush=True)
     return 0
 
 
@@ -107,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "epochs, lr, weight decay, grad clipping and evaluation settings")
     train.add_argument("--overwrite", action="store_true",
                        help="--run-dir may hold an old run: move it aside to DIR.old-<timestamp> first")
+    train.add_argument("--seeds", metavar="N|K,K,...", help="one run per seed in RUN_DIR/seed-<k>/ and their "
+                                                           "mean ± std: a count (3: seeds 0,1,2) or a list (0,3,7)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 

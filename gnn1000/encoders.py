@@ -37,6 +37,11 @@ class Encoded(torch.nn.Module):
             edge_attr = self.edge_encoder(edge_attr)
         return self.model(x, edge_index, edge_attr, batch)
 
+    @property
+    def num_layers(self) -> int | None:
+        """The architecture's depth (the encoders add none)."""
+        return getattr(self.model, "num_layers", None)
+
     def set_epoch(self, epoch: int) -> None:
         if isinstance(self.model, EpochAware):
             self.model.set_epoch(epoch)

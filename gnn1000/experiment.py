@@ -333,7 +333,7 @@ class Experiment:
         summary = {
             "dataset": self.cfg.dataset, "architecture": self.cfg.architecture,
             "metric": self.metric, "epochs": self.epoch, "device": str(self.device),
-            "num_parameters": self.num_parameters,
+            "num_parameters": self.num_parameters, "num_layers": getattr(self.model, "num_layers", None),
             "final": history[-1] if history else None,
             "best": self.best,
             "test_at_best_valid": self.best[f"test_{self.metric}"] if self.best else None,

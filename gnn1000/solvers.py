@@ -4,7 +4,7 @@ the model. The solvers themselves are plugins (``gnn1000.plugins.solvers``); thi
 """
 
 from gnn1000.plugins.solvers.anderson import Anderson
-from gnn1000.plugins.solvers.base import Solver, SolverDivergedError, SolverStats, build_solver
+from gnn1000.nn.root_finding import Solver, SolverDivergedError, SolverStats, build_solver
 from gnn1000.plugins.solvers.broyden import Broyden
 from gnn1000.plugins.solvers.fixed_point import FixedPoint
 

@@ -6,6 +6,7 @@ import sys
 
 # The built-in dataset at a size where an epoch takes milliseconds.
 TINY = [
+    "experiment.architecture = 'resgnn'",  # the default job is a RevGNN; the tiny job stays the 2-layer ResGNN
     "synthetic_proteins.num_nodes = 240",
     "synthetic_proteins.avg_degree = 8",
     "synthetic_proteins.num_tasks = 6",

@@ -11,7 +11,7 @@ import torch
 from gnn1000 import config as gin_config
 from gnn1000 import registry
 from gnn1000.errors import ConfigError
-from gnn1000.plugins.solvers.base import SolverDivergedError, SolverStats, build_solver
+from gnn1000.nn.root_finding import SolverDivergedError, SolverStats, build_solver
 
 SOLVERS = ["broyden", "anderson", "fixed_point"]
 DOTTIE = 0.7390851332151607  # the unique real solution of z = cos(z)
@@ -146,7 +146,7 @@ def test_solver_from_a_third_party_entry_point_is_usable_by_name(tmp_path, monke
     # A minimal installed distribution: a module plus dist-info metadata declaring the entry point.
     (tmp_path / "thirdparty_deq_solver.py").write_text(textwrap.dedent("""
         import torch
-        from gnn1000.plugins.solvers.base import Solver
+        from gnn1000.nn.root_finding import Solver
 
         class Damped(Solver):
             name = "ep_damped"

@@ -1,48 +1,45 @@
-"""DEQ-GNN: an infinitely deep weight-tied GNN, Z* = f(Z*, X), found by a root finder.
+"""DEQ-GNN: an infinitely deep weight-tied GNN, Z* = f(Z*, X), solved by ``gnn1000.nn.DEQ``.
 
-Forward: solve for Z* without an autograd graph, then apply f once with the graph. Backward
-(``gradient='implicit'``): the adjoint g = g J_f(Z*) + dL/dZ* is solved with ``bwd_solver``, so
-activation memory does not depend on the number of solver iterations. ``gradient='phantom'``
-backpropagates through the one last application of f only (Jacobian-free, cheaper, inexact).
+f is the paper's block (``EquilibriumBlock``). Left as the paper writes it, the equilibrium forgets
+its input on Cora: the encoded features are ~1e-3 per channel against O(1) for Conv(Z), so
+Norm(Z' + X) washes X out and every node settles on the same Z* (one class, loss ln 7). The
+options below are the field's remedies, each on by default where it is needed to learn:
 
-Warm-up: for the first ``pretrain_epochs`` epochs the model is the unrolled weight-tied network
-(f applied ``num_layers`` times from zero, plain autograd), as DEQ papers do to start from a
-reasonable f. The model learns the epoch through ``set_epoch(epoch)`` (1-based; the experiment
-loop calls it before each epoch, like a DistributedSampler's); the epoch is a buffer, so a
-checkpoint restores the mode with the weights.
+* ``injection_norm``: the encoded input passes through its own norm, so X enters f at Z's scale.
+* ``init_gain``: the Z-path conv (conv1) starts with weights scaled by this gain, so f starts
+  contractive and the solve converges from the first epoch.
+* ``weight_norm``: weight normalisation (torch.nn.utils.parametrizations) of the block's convs.
+* ``jac_reg``: Hutchinson penalty on ||J_f||_F^2, which keeps f contractive while it trains.
+* ``pretrain_epochs`` + ``handover``: the first epochs train the unrolled model (f applied
+  ``num_layers`` times from zero); ``handover='warm_start'`` then starts every solve from that
+  unrolled state, so the equilibrium takes over the fixed point the warm-up was approaching.
 
-Monitoring: ``model.solver_stats`` holds the last forward and backward ``SolverStats``;
-``pop_metrics()`` (once per epoch, from the experiment loop) returns deq_warmup and, for
-deq_fwd_* and deq_bwd_*: solves, nonconverged, mean iterations, abs_residual and rel_residual.
-A solve that misses its tolerance returns its best iterate and warns once per epoch.
+The model learns the epoch through ``set_epoch(epoch)`` (1-based; the experiment loop calls it
+before each epoch); the epoch is a buffer, so a checkpoint restores the mode with the weights.
+``pop_metrics()`` returns deq_warmup and the solver statistics of the epoch's training solves.
 """
 
 from __future__ import annotations
-
-import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from gnn1000.errors import ConfigError
-from gnn1000.nn.blocks import OutputHead, build_norm, build_operator, check_dropout, check_sizes, preserved_buffers, shared_dropout_mask
-from gnn1000.nn.resolver import reset
-from gnn1000.plugins.solvers.base import SolverDivergedError, SolverStats, build_solver, check_solve_args
+from gnn1000.nn.deq import GRADIENTS, DEQ, SolverConvergenceWarning  # noqa: F401  re-exported
 from gnn1000.registry import register
 
-GRADIENTS = ("implicit", "phantom")
+from gnn1000.nn.blocks import OutputHead, check_dropout, check_sizes, shared_dropout_mask
+from gnn1000.nn.resolver import ModuleSpec, build_norm, build_operator, reset
 
-
-class SolverConvergenceWarning(UserWarning):
-    """An equilibrium solve stopped at its iteration limit above its tolerance."""
+HANDOVERS = ("warm_start", "zeros")
 
 
 class EquilibriumBlock(torch.nn.Module):
     """The paper's f: Z' = Conv(Z); Z'' = Norm(Z' + X); Z''' = Conv(Dropout(ReLU(Z''))); Norm(ReLU(Z''' + Z'))."""
 
-    def __init__(self, channels: int, *, operator="gen", norm="layernorm", edge_dim: int | None = None,
-                 operator_kwargs: dict | None = None, norm_kwargs: dict | None = None):
+    def __init__(self, channels: int, *, operator: ModuleSpec = "gen", norm: ModuleSpec = "layernorm",
+                 edge_dim: int | None = None, operator_kwargs: dict | None = None, norm_kwargs: dict | None = None):
         super().__init__()
         self.conv1 = build_operator(operator, channels, channels, edge_dim, operator_kwargs)
         self.norm1 = build_norm(norm, channels, norm_kwargs)
@@ -59,25 +56,22 @@ class EquilibriumBlock(torch.nn.Module):
         return self.norm2(F.relu(z3 + z1), batch)
 
 
-class _ImplicitGradient(torch.autograd.Function):
-    """Identity forward; backward swaps dL/dZ* for the adjoint solution ``adjoint(dL/dZ*)``.
+def _scale(module: torch.nn.Module, gain: float) -> None:
+    """Scale every weight matrix of ``module`` by ``gain`` (weight-normed ones through their direction)."""
+    with torch.no_grad():
+        for sub in _weights(module):
+            if torch.nn.utils.parametrize.is_parametrized(sub, "weight"):
+                sub.parametrizations.weight.original0.mul_(gain)  # weight norm's magnitude g
+            else:
+                sub.weight.mul_(gain)
 
-    Hand-written because autograd cannot express "solve a linear system in backward"; a Function
-    (rather than a tensor hook) keeps it correct under retain_graph and repeated backward calls.
-    """
 
-    @staticmethod
-    def forward(ctx, z: Tensor, adjoint) -> Tensor:
-        ctx.adjoint = adjoint
-        return z.clone()
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        if torch.is_grad_enabled():
-            raise RuntimeError("deq: a second-order gradient (create_graph=True) through the implicit "
-                               "backward is not supported; use deq.gradient = 'phantom', or "
-                               "deq.pretrain_epochs to train the unrolled model, for that.")
-        return ctx.adjoint(grad), None
+def _weights(module: torch.nn.Module):
+    """(submodule, name) of every 2-D weight matrix: what weight norm and the init gain act on."""
+    for sub in module.modules():
+        weight = sub._parameters.get("weight") if hasattr(sub, "_parameters") else None
+        if isinstance(weight, torch.nn.Parameter) and weight.dim() == 2:
+            yield sub
 
 
 @register("architectures", "deq")
@@ -85,45 +79,69 @@ class DEQGNN(torch.nn.Module):
     """Equilibrium GNN: encoder -> Z* = f(Z*, X) -> output head.
 
     ``num_layers`` is the depth of the unrolled weight-tied model used during warm-up
-    (``pretrain_epochs``); the equilibrium model itself has no depth.
+    (``pretrain_epochs``) and of the hand-over's warm start; the equilibrium itself has no depth.
     """
 
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int, *,
-                 operator="gen", norm="layernorm", dropout: float = 0.0, edge_dim: int | None = None,
-                 operator_kwargs: dict | None = None, norm_kwargs: dict | None = None,
+                 operator: ModuleSpec = "gen", norm: ModuleSpec = "layernorm", dropout: float = 0.0,
+                 edge_dim: int | None = None, operator_kwargs: dict | None = None, norm_kwargs: dict | None = None,
                  solver="broyden", bwd_solver="broyden", fwd_tol: float = 1e-3, fwd_max_iter: int = 30,
                  bwd_tol: float = 1e-3, bwd_max_iter: int = 40, stop_mode: str = "rel",
-                 gradient: str = "implicit", pretrain_epochs: int = 0, readout: str | None = None):
+                 gradient: str = "implicit", pretrain_epochs: int = 0, readout: str | None = None,
+                 input_dropout: float = 0.0, injection_norm: bool = True, init_gain: float = 0.5,
+                 weight_norm: bool = False, jac_reg: float = 0.0, handover: str = "warm_start"):
         super().__init__()
         check_sizes("deq", in_channels, hidden_channels, out_channels, num_layers)
-        check_solve_args("deq forward solve", fwd_tol, fwd_max_iter, stop_mode)
-        check_solve_args("deq backward solve", bwd_tol, bwd_max_iter, stop_mode)
         if gradient not in GRADIENTS:
             raise ConfigError(f"deq.gradient={gradient!r} is not supported; choose one of {', '.join(GRADIENTS)}.")
         if not isinstance(pretrain_epochs, int) or pretrain_epochs < 0:
             raise ConfigError(f"deq.pretrain_epochs={pretrain_epochs!r} must be a non-negative integer.")
+        if handover not in HANDOVERS:
+            raise ConfigError(f"deq.handover={handover!r} is not supported; choose one of {', '.join(HANDOVERS)}.")
+        if not init_gain > 0:
+            raise ConfigError(f"deq.init_gain={init_gain!r} must be positive (1 keeps the conv's own init).")
         self.num_layers = num_layers
         self.dropout = check_dropout(dropout)
-        self.solver = build_solver(solver)
-        self.bwd_solver = build_solver(bwd_solver)
-        self.fwd_tol, self.fwd_max_iter = fwd_tol, fwd_max_iter
-        self.bwd_tol, self.bwd_max_iter = bwd_tol, bwd_max_iter
-        self.stop_mode = stop_mode
-        self.gradient = gradient
+        self.input_dropout = check_dropout(input_dropout)  # on the raw features, before the encoder
         self.pretrain_epochs = pretrain_epochs
         self.encoder = torch.nn.Linear(in_channels, hidden_channels)
-        self.block = EquilibriumBlock(hidden_channels, operator=operator, norm=norm, edge_dim=edge_dim,
-                                      operator_kwargs=operator_kwargs, norm_kwargs=norm_kwargs)
+        self.injection_norm = build_norm(norm, hidden_channels, norm_kwargs) if injection_norm else None
+        block = EquilibriumBlock(hidden_channels, operator=operator, norm=norm, edge_dim=edge_dim,
+                                 operator_kwargs=operator_kwargs, norm_kwargs=norm_kwargs)
+        self.init_gain = init_gain
+        _scale(block.conv1, init_gain)
+        if weight_norm:
+            for sub in list(_weights(block.conv1)) + list(_weights(block.conv2)):
+                torch.nn.utils.parametrizations.weight_norm(sub, "weight")
+        self.deq = DEQ(block, solver=solver, bwd_solver=bwd_solver, fwd_tol=fwd_tol, fwd_max_iter=fwd_max_iter,
+                       bwd_tol=bwd_tol, bwd_max_iter=bwd_max_iter, stop_mode=stop_mode, gradient=gradient,
+                       jac_reg=jac_reg, warm_start_steps=num_layers if handover == "warm_start" else 0)
         self.head = OutputHead(hidden_channels, out_channels, norm=norm, dropout=dropout, readout=readout,
                                norm_kwargs=norm_kwargs)
         self.register_buffer("epoch", torch.zeros((), dtype=torch.long))
-        self.solver_stats: dict[str, SolverStats | None] = {"forward": None, "backward": None}
-        self._epoch_stats: dict[str, list[SolverStats]] = {"forward": [], "backward": []}
-        self._warned = False
 
     def reset_parameters(self) -> None:
-        for module in (self.encoder, self.block, self.head):
-            reset(module)
+        """Fresh weights, with the first conv scaled by ``init_gain`` again (the contractive start)."""
+        for module in (self.encoder, self.injection_norm, self.block, self.head):
+            if module is not None:
+                reset(module)
+        _scale(self.block.conv1, self.init_gain)
+
+    @property
+    def block(self) -> EquilibriumBlock:
+        return self.deq.f
+
+    @property
+    def solver(self):
+        return self.deq.solver
+
+    @property
+    def bwd_solver(self):
+        return self.deq.bwd_solver
+
+    @property
+    def solver_stats(self):
+        return self.deq.solver_stats
 
     # -- epochs and metrics ---------------------------------------------------------------------
 
@@ -137,77 +155,20 @@ class DEQGNN(torch.nn.Module):
 
     def pop_metrics(self) -> dict[str, float]:
         """Per-epoch solver summary (mean iterations and residuals, non-converged count); resets it."""
-        record: dict[str, float] = {"deq_warmup": float(self.warming_up)}
-        for kind, key in (("forward", "deq_fwd"), ("backward", "deq_bwd")):
-            stats = self._epoch_stats[kind]
-            record[f"{key}_solves"] = len(stats)
-            record[f"{key}_nonconverged"] = sum(not s.converged for s in stats)
-            if stats:
-                record[f"{key}_iterations"] = sum(s.iterations for s in stats) / len(stats)
-                record[f"{key}_abs_residual"] = sum(s.abs_residual for s in stats) / len(stats)
-                record[f"{key}_rel_residual"] = sum(s.rel_residual for s in stats) / len(stats)
-            stats.clear()
-        self._warned = False
-        return record
-
-    def _record(self, kind: str, stats: SolverStats) -> None:
-        self.solver_stats[kind] = stats
-        if self.training:  # the epoch's metrics describe the training solves, not evaluation's
-            self._epoch_stats[kind].append(stats)
-        if not stats.converged and not self._warned:
-            self._warned = True
-            tol, max_iter = (self.fwd_tol, self.fwd_max_iter) if kind == "forward" else (self.bwd_tol, self.bwd_max_iter)
-            warnings.warn(
-                f"deq {kind} solve ({stats.solver}) did not reach {self.stop_mode} tolerance {tol:g} in "
-                f"{max_iter} iterations (best residual {stats.residual:.3g}); using its best iterate. "
-                f"Further misses this epoch are counted in the metrics (deq_*_nonconverged), not warned.",
-                SolverConvergenceWarning, stacklevel=3)
+        return {"deq_warmup": float(self.warming_up), **self.deq.pop_metrics("deq")}
 
     # -- forward --------------------------------------------------------------------------------
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
                 batch: Tensor | None = None) -> Tensor:
-        self.solver_stats = {"forward": None, "backward": None}
-        inj = self.encoder(x)
+        self.deq.solver_stats = {"forward": None, "backward": None}
+        inj = self.encoder(F.dropout(x, self.input_dropout, self.training))
+        if self.injection_norm is not None:
+            inj = self.injection_norm(inj, batch)
         # One dropout mask for every application of f: f must be the same function at each iterate.
         mask = shared_dropout_mask(inj, self.dropout, self.training)
-
-        def f(z: Tensor) -> Tensor:
-            return self.block(z, inj, edge_index, edge_attr, batch, mask)
-
-        z = self._unrolled(f, inj) if self.warming_up else self._equilibrium(f, inj)
+        if self.warming_up:
+            z = self.deq.unrolled(inj, edge_index, edge_attr, batch, mask, steps=self.num_layers)
+        else:
+            z = self.deq(inj, edge_index, edge_attr, batch, mask)
         return self.head(z, batch)
-
-    def _unrolled(self, f, inj: Tensor) -> Tensor:
-        z = torch.zeros_like(inj)
-        for _ in range(self.num_layers):
-            z = f(z)
-        return z
-
-    def _solve(self, kind: str, solver, f, z0: Tensor, tol: float, max_iter: int):
-        try:
-            z, stats = solver.solve(f, z0, tol, max_iter, self.stop_mode)
-        except SolverDivergedError as exc:
-            raise SolverDivergedError(f"deq {kind} solve: {exc}") from exc
-        self._record(kind, stats)
-        return z
-
-    def _equilibrium(self, f, inj: Tensor) -> Tensor:
-        # The iterates are not the model: BatchNorm statistics count only the final application of f.
-        with preserved_buffers(self.block):
-            z_star = self._solve("forward", self.solver, f, torch.zeros_like(inj), self.fwd_tol, self.fwd_max_iter)
-        if not torch.is_grad_enabled():
-            return f(z_star)
-        if self.gradient == "phantom":
-            return f(z_star.detach())
-        z_star = z_star.detach().requires_grad_()
-        z_out = f(z_star)
-
-        def adjoint(grad: Tensor) -> Tensor:
-            # vjp(y) = y J_f(Z*); the fixed point of y -> vjp(y) + dL/dZ* is dL/dZ* (I - J_f)^-1.
-            def h(y: Tensor) -> Tensor:
-                return torch.autograd.grad(z_out, z_star, y, retain_graph=True)[0] + grad
-            return self._solve("backward", self.bwd_solver, h, torch.zeros_like(grad),
-                               self.bwd_tol, self.bwd_max_iter)
-
-        return _ImplicitGradient.apply(z_out, adjoint)

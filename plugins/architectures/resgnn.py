@@ -5,10 +5,11 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
-from gnn1000.nn.blocks import OutputHead, PreActBlock, check_sizes, preserved_buffers
+from gnn1000.nn.blocks import OutputHead, PreActBlock, check_dropout, check_sizes, preserved_buffers
 from gnn1000.nn.resolver import ModuleSpec, reset
 from gnn1000.registry import register
 
@@ -45,13 +46,14 @@ class ResGNN(torch.nn.Module):
                  operator: ModuleSpec = "gen", norm: ModuleSpec = "layernorm", dropout: float = 0.0,
                  edge_dim: int | None = None, operator_kwargs: dict | None = None,
                  norm_kwargs: dict | None = None, weight_tied: bool = False, checkpoint: bool = False,
-                 readout: str | None = None):
+                 readout: str | None = None, input_dropout: float = 0.0):
         super().__init__()
         self.in_channels, self.hidden_channels, self.out_channels = in_channels, hidden_channels, out_channels
         check_sizes("resgnn", in_channels, hidden_channels, out_channels, num_layers)
         self.num_layers = num_layers
         self.weight_tied = weight_tied
         self.checkpoint = checkpoint
+        self.input_dropout = check_dropout(input_dropout)  # on the raw features, before the encoder
         self.encoder = torch.nn.Linear(in_channels, hidden_channels)
         self.blocks = torch.nn.ModuleList(
             PreActBlock(hidden_channels, hidden_channels, operator=operator, norm=norm, dropout=dropout,
@@ -73,7 +75,7 @@ class ResGNN(torch.nn.Module):
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
                 batch: Tensor | None = None) -> Tensor:
-        h = self.encoder(x)
+        h = self.encoder(F.dropout(x, self.input_dropout, self.training))
         for layer in range(self.num_layers):
             block = self.blocks[0 if self.weight_tied else layer]
             if self.checkpoint and torch.is_grad_enabled():

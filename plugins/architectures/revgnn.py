@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn import GATConv
 
@@ -76,7 +77,8 @@ class RevGNN(torch.nn.Module):
                  operator: ModuleSpec = "gen", norm: ModuleSpec = "layernorm", dropout: float = 0.0,
                  edge_dim: int | None = None, operator_kwargs: dict | None = None,
                  norm_kwargs: dict | None = None, num_groups: int = 2, weight_tied: bool = False,
-                 reversible: bool = True, stream_dtype: str | None = "float64", readout: str | None = None):
+                 reversible: bool = True, stream_dtype: str | None = "float64", readout: str | None = None,
+                 input_dropout: float = 0.0):
         super().__init__()
         self.in_channels, self.hidden_channels, self.out_channels = in_channels, hidden_channels, out_channels
         check_sizes("revgnn", in_channels, hidden_channels, out_channels, num_layers)
@@ -84,7 +86,9 @@ class RevGNN(torch.nn.Module):
         if stream_dtype not in self.STREAM_DTYPES:
             raise ConfigError(f"revgnn: stream_dtype={stream_dtype!r} is not supported; choose 'float64', "
                               f"'float32' or None (the model's dtype).")
+        self.num_layers = num_layers
         self.dropout = check_dropout(dropout)
+        self.input_dropout = check_dropout(input_dropout)  # on the raw features, before the encoder
         group_channels = hidden_channels // num_groups
         self.encoder = torch.nn.Linear(in_channels, hidden_channels)
         # Edge features are encoded once to hidden_channels and split per group, as in the paper's code.
@@ -127,7 +131,7 @@ class RevGNN(torch.nn.Module):
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
                 batch: Tensor | None = None) -> Tensor:
-        h = self.encoder(x)
+        h = self.encoder(F.dropout(x, self.input_dropout, self.training))
         edge = self.edge_encoder(edge_attr) if self.edge_encoder is not None and edge_attr is not None else None
         mask = shared_dropout_mask(h, self.dropout, self.training)  # one for every layer, or the inverse is wrong
         h = self.stack(h, edge_index, edge, batch, mask)

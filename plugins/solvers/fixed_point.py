@@ -5,7 +5,7 @@ from __future__ import annotations
 from gnn1000.errors import ConfigError, check_number
 from gnn1000.registry import register
 
-from .base import Solver
+from gnn1000.nn.root_finding import Solver
 
 
 @register("solvers", "fixed_point")
