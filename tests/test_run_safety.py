@@ -172,7 +172,7 @@ def test_a_truncated_last_checkpoint_falls_back_to_the_previous_one(tmp_path, ti
 def test_resume_applies_changed_settings_to_the_optimizer_and_records_them(tmp_path, tiny, one_thread):
     run = tmp_path / "run"
     assert cli_main(["train", "--run-dir", str(run), "--no-progress", *bind_args(tiny),
-                     "--bind", "experiment.epochs = 2"]) == 0
+                     "--bind", "experiment.epochs = 2", "--bind", "experiment.lr = 0.01"]) == 0
     assert cli_main(["train", "--resume", str(run), "--no-progress", "--bind", "experiment.lr = 0.5",
                      "--bind", "experiment.weight_decay = 0.01", "--bind", "experiment.epochs = 3"]) == 0
     state = checkpoint.load(run / "checkpoints" / "last.pt")
