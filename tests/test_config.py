@@ -20,7 +20,7 @@ def test_shipped_config_is_found_by_name_with_or_without_suffix():
     assert "default" in config.shipped_configs()
     loaded = config.load("default")
     assert loaded.name == "default"
-    assert ExperimentConfig().architecture == "resgnn"
+    assert ExperimentConfig().architecture == "revgnn"  # the default job is a RevGNN
 
 
 def test_missing_config_names_close_shipped_configs():
