@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from gnn1000.extras import require
 from gnn1000.bench._workload import BASELINE, MODELS, Workload, check_models
 
 DEFAULT_DEPTHS = (8, 64, 256, 1001)
@@ -128,6 +129,7 @@ def table(points: list[dict], models: list[str], depths: list[int]) -> str:
 
 
 def plot(points: list[dict], models: list[str], path: Path, title: str) -> None:
+    require("matplotlib", "bench", "The memory plot")
     import matplotlib
 
     matplotlib.use("Agg")

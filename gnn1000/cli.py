@@ -46,19 +46,49 @@ def cmd_train(args: argparse.Namespace) -> int:
     metric = summary["metric"]
     print(f"final test {metric}: {summary['test_at_best_valid']:.4f} "
           f"(model of epoch {best['epoch']}, best valid {metric} {best[f'valid_{metric}']:.4f}); "
-          f"peak memory {summary['peak_memory_mb']:.0f} MB; results in {run.path}", flush=True)
+          f"memory {summary['step_memory_mb']:.0f} MB ({summary['memory_kind']}); results in {run.path}", flush=True)
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+def _trained(args: argparse.Namespace):
+    """The run's experiment with its best or last weights, evaluation settings rebound by --bind."""
+    from gnn1000 import resume
     from gnn1000.build import load_run
+    from gnn1000.rundir import RunDir
 
-    experiment = load_run(args.run_dir, progress=False)
+    run = RunDir.existing(args.run_dir)
+    resume.check_evaluation_bindings(run.config.read_text(errors="replace"), args.bind, str(run.config),
+                                     f"gnn1000 {args.command}")
+    experiment = load_run(run.path, args.bind, progress=False)
     path = experiment.run.best if args.checkpoint == "best" else experiment.run.last
     if not path.is_file():
         raise Gnn1000Error(f"{args.run_dir} has no {args.checkpoint} checkpoint ({path}); train it first.")
     experiment.load_weights(path)
-    print(json.dumps(experiment.evaluate(), indent=2))
+    return experiment
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    print(json.dumps(_trained(args).evaluate(), indent=2))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gnn1000 import predictions
+
+    experiment = _trained(args)
+    out = Path(args.out) if args.out else experiment.run.path / "predictions.csv"
+    if out.suffix not in predictions.FORMATS:  # before the model runs
+        raise Gnn1000Error(f"--out {out}: predictions go to a .csv or .parquet file (chosen by extension).")
+    logits = experiment.predict()
+    frame = predictions.table(logits, experiment.data)
+    predictions.write(frame, out)
+    print(f"{len(frame):,} predictions ({', '.join(f'{s}: {n:,}' for s, n in frame['split'].value_counts().items())}) "
+          f"written to {out}")
+    submission = predictions.ogb_test_submission(logits, experiment.data, out)
+    if submission is not None:
+        print(f"OGB test predictions (Evaluator input form, y_pred) written to {submission}")
     return 0
 
 
@@ -82,6 +112,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from gnn1000.extras import require
+
+    require("ray", "tune", "gnn1000 tune (Ray Tune searches)")
     from gnn1000.tune import run_search
 
     result = run_search(args.search, bindings=args.bind, num_samples=args.num_samples, address=args.address,
@@ -113,7 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="score a run's model on every split")
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    evaluate.add_argument("--bind", action="append", default=[], metavar="'KEY=VALUE'",
+                          help="an evaluation setting, e.g. 'random_partition.num_views = 10' (repeatable)")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    predict = sub.add_parser("predict", help="write a run's predictions, one row per node or graph with its split")
+    predict.add_argument("run_dir")
+    predict.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    predict.add_argument("--out", help="a .csv or .parquet file (default: RUN_DIR/predictions.csv)")
+    predict.add_argument("--bind", action="append", default=[], metavar="'KEY=VALUE'",
+                         help="an evaluation setting, e.g. 'random_partition.num_views = 10' (repeatable)")
+    predict.set_defaults(func=cmd_predict)
 
     tune = sub.add_parser("tune", help="run a Ray Tune search from a search file (e.g. tune/resgnn)")
     tune.add_argument("search", help="a search .gin path or the name of a shipped one (gnn1000 list)")
