@@ -18,6 +18,8 @@ def _quiet_third_party_warnings() -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.folds is not None:
+        return _train_folds(args)
     from gnn1000 import config as gin_config
     from gnn1000 import resume
     from gnn1000.build import build_experiment
@@ -33,10 +35,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         run.lock()  # before the data is built: a run in progress here is reported at once
     else:
         loaded = gin_config.load(args.config or gin_config.DEFAULT_CONFIG, args.bind)
-        run = RunDir.for_new_run(args.run_dir, args.overwrite) if args.run_dir else RunDir.new(loaded.name)
+        run = (RunDir.for_new_run(args.run_dir, args.overwrite) if args.run_dir
+               else RunDir.new(_run_name(loaded.name)))
     print(f"run directory: {run.path}", flush=True)
     experiment = build_experiment(run.path, progress=not args.no_progress)
-    print(f"{experiment.cfg.architecture} on {experiment.cfg.dataset}: "
+    print(f"{experiment.cfg.architecture} on {experiment.data.name}: "
           f"{experiment.num_parameters:,} parameters, device {experiment.device}", flush=True)
     try:
         summary = experiment.fit(resume=bool(args.resume))
@@ -67,6 +70,57 @@ def _trained(args: argparse.Namespace):
     return experiment
 
 
+def _run_name(config_name: str) -> str:
+    """The config's name, plus the dataset's own name when the dataset plugin takes one (tu-MUTAG)."""
+    import gin
+
+    from gnn1000 import config as gin_config
+    from gnn1000.registry import gin_name
+
+    dataset = gin_config.settings().dataset
+    try:
+        own = gin.query_parameter(f"{gin_name(dataset)}.name")
+    except (ValueError, TypeError):  # the plugin takes no name, or none is bound
+        return config_name
+    return f"{config_name}-{own}" if isinstance(own, str) and own not in config_name else config_name
+
+
+def _train_folds(args: argparse.Namespace) -> int:
+    """One run per fold in RUN_DIR/fold-<k>/, then the mean ± std (gnn1000.folds)."""
+    import shlex
+    from pathlib import Path
+
+    from gnn1000 import config as gin_config
+    from gnn1000 import folds
+    from gnn1000.build import build_experiment
+    from gnn1000.rundir import RunDir
+
+    if args.resume or args.folds < 3:
+        raise Gnn1000Error("--folds N (N >= 3) starts a new cross-validation; it cannot be combined with --resume.")
+    config = args.config or gin_config.DEFAULT_CONFIG
+    loaded = gin_config.load(config, args.bind)
+    dataset = gin_config.settings().dataset
+    folds.fold_bindings(dataset, args.folds, 0)  # refuses a dataset without folds before anything is made
+    parent = (RunDir.for_new_run(args.run_dir, args.overwrite) if args.run_dir
+              else RunDir.new(f"{_run_name(loaded.name)}-{args.folds}fold")).path
+    summaries = []
+    for k in range(args.folds):
+        gin_config.load(config, [*args.bind, *folds.fold_bindings(dataset, args.folds, k)])
+        run = RunDir.for_new_run(parent / f"fold-{k}", args.overwrite)
+        experiment = build_experiment(run.path, progress=not args.no_progress)
+        print(f"fold {k + 1}/{args.folds}: {experiment.cfg.architecture} on {experiment.data.name} in {run.path}",
+              flush=True)
+        try:
+            summaries.append(experiment.fit())
+        finally:
+            run.release()
+    command = "gnn1000 " + " ".join(shlex.quote(a) for a in args.argv)
+    summary = folds.write_summary(parent, summaries, command)
+    print(f"{args.folds}-fold test {summary['metric']}: {summary['mean']:.4f} ± {summary['std']:.4f} "
+          f"(sample std); per fold in {parent}/fold-<k>, summary in {parent / 'summary.json'}", flush=True)
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     print(json.dumps(_trained(args).evaluate(), indent=2))
     return 0
@@ -89,6 +143,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     submission = predictions.ogb_test_submission(logits, experiment.data, out)
     if submission is not None:
         print(f"OGB test predictions (Evaluator input form, y_pred) written to {submission}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gnn1000.plot import plot_runs
+
+    out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "curves.png"
+    print(f"training curves of {len(args.run_dirs)} run(s) written to {plot_runs(args.run_dirs, out)}")
     return 0
 
 
@@ -141,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true",
                        help="--run-dir may hold an old run: move it aside to DIR.old-<timestamp> first")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--folds", type=int, metavar="N",
+                       help="k-fold cross-validation: one run per fold in RUN_DIR/fold-<k>/ and the mean ± std "
+                            "(datasets with a 'folds' option, e.g. tu)")
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="score a run's model on every split")
@@ -157,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--bind", action="append", default=[], metavar="'KEY=VALUE'",
                          help="an evaluation setting, e.g. 'random_partition.num_views = 10' (repeatable)")
     predict.set_defaults(func=cmd_predict)
+
+    plot = sub.add_parser("plot", help="draw runs' loss, metrics and learning rate against epochs to a PNG")
+    plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    plot.add_argument("--out", help="the PNG to write (default: the first RUN_DIR/curves.png)")
+    plot.set_defaults(func=cmd_plot)
 
     tune = sub.add_parser("tune", help="run a Ray Tune search from a search file (e.g. tune/resgnn)")
     tune.add_argument("search", help="a search .gin path or the name of a shipped one (gnn1000 list)")
@@ -186,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     _quiet_third_party_warnings()
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except Gnn1000Error as exc:
