@@ -175,6 +175,7 @@ class Experiment:
                 self.optimizer, epochs=self.cfg.epochs, mode="max" if self.higher_is_better else "min")
         self.scheduler = scheduler
         self.scaler = precision.scaler(self.device, self.cfg.precision)
+        self.logger_classes = [resolve("loggers", name) for name in self.cfg.loggers]  # a typo fails here
         self.loggers: list = []
         self.metric = self.task.metric
         self.epoch = 0
@@ -288,7 +289,7 @@ class Experiment:
         bar = tqdm(total=self.cfg.epochs, initial=self.epoch, desc="training", unit="epoch", dynamic_ncols=True,
                    disable=None if self.progress else True)
         try:
-            self.loggers = [resolve("loggers", name)(self.run.path, self.history) for name in self.cfg.loggers]
+            self.loggers = [logger(self.run.path, self.history) for logger in self.logger_classes]
             while self.epoch < self.cfg.epochs and not self.stopped_early:
                 self.epoch += 1
                 record = self._run_epoch()
