@@ -91,8 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for layers in args.layers:
         trainers = {(m, p): Trainer(m, layers, replace(w, precision=p), device) for p in precisions for m in models}
+        for (m, p), trainer in list(trainers.items()):
+            try:
+                trainer.step()  # one untimed step: a model that cannot run this precision is named, not timed
+            except RuntimeError as exc:
+                print(f"  {m} at precision {p} failed: {str(exc).splitlines()[0]}", flush=True)
+                del trainers[(m, p)]
         flat = interleaved_times(trainers, args.rounds, args.warmup, device)
-        times = {p: {m: flat[(m, p)] for m in models} for p in precisions}
+        times = {p: {m: flat[(m, p)] for m in models if (m, p) in flat} for p in precisions}
         results[layers] = times
         print("\n" + table(times, layers), flush=True)
         del trainers
