@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gnn1000.errors import ConfigError, check_number, check_positive_ints
 from gnn1000.precision import PRECISIONS
@@ -31,7 +31,7 @@ class ExperimentConfig:
     scheduler: str = "none"  # a registered learning-rate schedule, stepped once per epoch
     precision: str = "32"  # '32', 'bf16' or '16' (autocast; '16' adds a gradient scaler)
     patience: int | None = None  # stop after this many epochs without a better validation score
-    loggers: tuple[str, ...] = ()  # registered loggers besides metrics.jsonl, e.g. ('tensorboard', 'csv')
+    loggers: list[str] = field(default_factory=list)  # registered loggers besides metrics.jsonl, e.g. ['tensorboard', 'csv']
 
     def __post_init__(self):
         check_positive_ints("experiment", epochs=self.epochs, batch_size=self.batch_size)
@@ -46,7 +46,7 @@ class ExperimentConfig:
         if isinstance(self.loggers, str) or not all(isinstance(n, str) for n in self.loggers):
             raise ConfigError(f"experiment.loggers={self.loggers!r} must be a list of registered logger "
                               f"names, e.g. ['tensorboard', 'csv'] (gnn1000 list loggers).")
-        self.loggers = tuple(self.loggers)
+        self.loggers = list(self.loggers)  # as summary.json writes it
         check_number("experiment", "seed", self.seed, low=0, high=2**32 - 1, integer=True)  # numpy's range
         for option in ("dataset", "architecture", "sampler", "device", "optimizer", "scheduler"):
             if not isinstance(getattr(self, option), str) and not callable(getattr(self, option)):
