@@ -144,7 +144,7 @@ def plot(points: list[dict], models: list[str], path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     precisions = list(dict.fromkeys(p.get("precision", "32") for p in points))
@@ -167,6 +167,7 @@ def plot(points: list[dict], models: list[str], path: Path, title: str) -> None:
     plain = FuncFormatter(lambda v, _: f"{v:g}")  # 8, 64, 1001 and 10, 100 MB, not 2x10^0
     ax.xaxis.set_major_formatter(plain)
     ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))  # 20, 50, 100, 200 MB ...
     ax.yaxis.set_major_formatter(plain)
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("layers")
