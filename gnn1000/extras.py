@@ -16,4 +16,4 @@ def require(module: str, extra: str, feature: str) -> None:
 
 
 # The optional extras pyproject.toml declares (the core trains and evaluates without them).
-EXTRAS = ("tune", "bench", "metis", "tensorboard", "plot", "parquet", "docs", "test")
+EXTRAS = ("tune", "bench", "metis", "tensorboard", "mlflow", "plot", "parquet", "docs", "test")

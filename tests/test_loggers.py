@@ -54,10 +54,14 @@ def test_loggers_are_registered_and_an_unknown_one_is_named(tmp_path, tiny, caps
 
 
 def test_mlflow_logger_when_installed(tmp_path, tiny, one_thread, monkeypatch):
-    pytest.importorskip("mlflow")
+    mlflow = pytest.importorskip("mlflow")
+    pytest.importorskip("sqlalchemy")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    _train(tmp_path, tiny, "experiment.loggers = ['mlflow']")
-    assert any((tmp_path / "mlruns").rglob("loss"))
+    records = _train(tmp_path, tiny, "experiment.loggers = ['mlflow']")
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.search_runs([client.get_experiment_by_name("Default").experiment_id])[0]
+    history = client.get_metric_history(run.info.run_id, "valid_rocauc")
+    assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx([r["valid_rocauc"] for r in records])
 
 
 def test_plot_draws_the_curves_of_several_runs(tmp_path, tiny, one_thread, capsys):
@@ -86,3 +90,12 @@ def test_early_stopping_at_the_patience(tmp_path, tiny, one_thread):
     assert summary["stopped_early"] and summary["stopped_at_epoch"] == best + 2 == len(records) < 20
     assert cli_main(["train", "--resume", str(tmp_path), "--no-progress"]) == 0  # a resumed run knows it stopped
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == len(records)
+
+
+def test_progress_bars_stay_quiet_when_output_is_not_a_terminal(tmp_path, tiny):
+    from helpers import run_gnn1000
+
+    result = run_gnn1000(["train", "--run-dir", str(tmp_path), *bind_args(tiny)],
+                         env_extra={"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr and "it/s" not in result.stderr and "%|" not in result.stderr

@@ -44,3 +44,23 @@ def test_evaluate_binds_inference_settings_only(trained, capsys):
     err = capsys.readouterr().err
     assert "cannot change resgnn.num_layers" in err and "random_partition.num_views" in err
     assert "Traceback" not in err
+
+
+def test_ogb_datasets_also_get_the_test_split_in_the_evaluators_form(tmp_path):
+    from dataclasses import replace
+
+    import numpy as np
+    import torch
+
+    from gnn1000 import predictions
+    from gnn1000.plugins.datasets.synthetic_proteins import synthetic_proteins
+
+    data = synthetic_proteins(num_nodes=120, num_tasks=4, avg_degree=4)
+    assert predictions.ogb_test_submission(torch.zeros(120, 4), data, tmp_path / "p.csv") is None  # not OGB's
+    as_ogb = replace(data, task=replace(data.task, ogb_name="ogbn-proteins"))
+    logits = torch.randn(120, 4)
+    path = predictions.ogb_test_submission(logits, as_ogb, tmp_path / "p.csv")
+    saved = np.load(path)
+    test = data.graph.test_mask.nonzero().view(-1).numpy()
+    assert path.name == "p.ogb-test.npz" and saved["dataset"] == "ogbn-proteins"
+    assert (saved["index"] == test).all() and np.allclose(saved["y_pred"], logits[test].numpy())

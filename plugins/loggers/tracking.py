@@ -11,14 +11,16 @@ from gnn1000.registry import register
 
 @register("loggers", "mlflow")
 class MLflowLogger:
-    """One MLflow run per gnn1000 run, in ``$MLFLOW_TRACKING_URI`` or else ``RUN_DIR/mlruns``."""
+    """One MLflow run per gnn1000 run, in ``$MLFLOW_TRACKING_URI`` or else ``RUN_DIR/mlflow.db``
+    (SQLite: MLflow 3 refuses a new file-store backend)."""
 
     def __init__(self, run_path: Path, history: list[dict]):
         require("mlflow", "mlflow", "the 'mlflow' logger")
+        require("sqlalchemy", "mlflow", "the 'mlflow' logger's SQLite store")
         import mlflow
 
         if "MLFLOW_TRACKING_URI" not in os.environ:
-            mlflow.set_tracking_uri((Path(run_path) / "mlruns").resolve().as_uri())
+            mlflow.set_tracking_uri(f"sqlite:///{(Path(run_path) / 'mlflow.db').resolve()}")
         self.mlflow = mlflow
         self.run = mlflow.start_run(run_name=Path(run_path).name)
         for record in history:
