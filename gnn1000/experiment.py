@@ -47,6 +47,7 @@ class NodeLevel:
     def __init__(self, data: NodeTaskData, sampler: Sampler, device: torch.device):
         self.graph = data.graph.to(device)
         self.sampler = sampler
+        self.quiet: bool | None = None  # progress bars: None shows them on a terminal only
 
     def num_batches(self, train: bool) -> int | None:
         count = getattr(self.sampler, "num_batches", None)  # optional in the sampler protocol
@@ -59,7 +60,8 @@ class NodeLevel:
 
     def predict(self, forward) -> torch.Tensor:
         sums = counts = None
-        for batch in _bar(self.sampler.batches(self.graph, train=False), self.num_batches(False), "evaluating"):
+        for batch in _bar(self.sampler.batches(self.graph, train=False), self.num_batches(False), "evaluating",
+                          self.quiet):
             out = forward(batch)
             if sums is None:
                 sums = out.new_zeros(self.graph.num_nodes, out.size(-1))
@@ -83,6 +85,7 @@ class GraphLevel:
     def __init__(self, data: GraphTaskData, cfg: ExperimentConfig, device: torch.device):
         self.dataset, self.split, self.device = data.dataset, data.split, device
         self.batch_size, self.limit = cfg.batch_size, cfg.graphs_per_epoch
+        self.quiet: bool | None = None  # progress bars: None shows them on a terminal only
 
     def _loader(self, index: torch.Tensor):
         for batch in DataLoader(self.dataset[index], batch_size=self.batch_size):
@@ -100,7 +103,7 @@ class GraphLevel:
 
     def _predict(self, forward, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         outs, ys = [], []
-        for batch in _bar(self._loader(index), -(-index.numel() // self.batch_size), "evaluating"):
+        for batch in _bar(self._loader(index), -(-index.numel() // self.batch_size), "evaluating", self.quiet):
             outs.append(forward(batch))
             ys.append(batch.y)
         return torch.cat(outs), torch.cat(ys)
@@ -164,6 +167,7 @@ class Experiment:
         else:
             check_graph_sampler(self.data, self.cfg.sampler)
             self.runner = GraphLevel(self.data, self.cfg, self.device)
+        self.runner.quiet = None if self.progress else True
         self.model = model.to(self.device)
         if optimizer is None:
             optimizer = resolve("optimizers", self.cfg.optimizer)(self.model.parameters(), lr=self.cfg.lr,
