@@ -13,7 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn import GroupAddRev
 
+from gnn1000 import precision
 from gnn1000.errors import ConfigError
+from gnn1000.precision import PRECISIONS
 from gnn1000.nn.blocks import OutputHead, PreActBlock, shared_dropout_mask
 from gnn1000.plugins.architectures.resgnn import ResGNN
 from gnn1000.plugins.architectures.revgnn import RevGNN, check_groups
@@ -31,6 +33,7 @@ class Workload:
     operator: str = "gen"
     norm: str = "layernorm"
     seed: int = 0
+    precision: str = "32"  # experiment.precision: '32', 'bf16' or '16' (autocast)
 
 
 class GroupAddRevGNN(torch.nn.Module):
@@ -80,6 +83,12 @@ MODELS = {
 BASELINE = "resgnn"
 
 
+def check_precision(name: str) -> str:
+    if name not in PRECISIONS:
+        raise ConfigError(f"unknown precision {name!r}; choose from {', '.join(PRECISIONS)}.")
+    return name
+
+
 def check_models(names: list[str]) -> list[str]:
     unknown = [n for n in names if n not in MODELS]
     if unknown:
@@ -106,6 +115,7 @@ class Trainer:
         self.model = MODELS[model_name](w, num_layers).to(device).train()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         self.graph = make_graph(w, device)
+        self.device, self.precision = device, check_precision(w.precision)
 
     def prime_optimizer(self) -> None:
         """Create the optimizer's state without a training step: a step on zero gradients moves nothing."""
@@ -117,8 +127,9 @@ class Trainer:
     def step(self) -> float:
         g = self.graph
         self.optimizer.zero_grad(set_to_none=True)
-        out = self.model(g["x"], g["edge_index"], g["edge_attr"])
-        loss = F.binary_cross_entropy_with_logits(out, g["y"])
+        with precision.autocast(self.device, self.precision):  # as the experiment loop runs it
+            out = self.model(g["x"], g["edge_index"], g["edge_attr"])
+        loss = F.binary_cross_entropy_with_logits(out.float(), g["y"])
         loss.backward()
         self.optimizer.step()
         return loss.item()

@@ -22,6 +22,8 @@ import warnings
 
 import torch
 
+from gnn1000.extras import require
+
 STATE_SOLVERS = ("anderson", "broyden-memory-8", "broyden")
 
 
@@ -65,6 +67,7 @@ def _side_by_side(ours, theirs, repeats: int):
 def compare_with_torchdeq(num_nodes: int = 2000, channels: int = 64, avg_degree: int = 10, tol: float = 1e-4,
                           max_iter: int = 100, stop_mode: str = "rel", repeats: int = 3) -> dict:
     """Forward solve and implicit gradient of one problem, with gnn1000's and torchdeq's Broyden."""
+    require("torchdeq", "bench", "gnn1000 bench deq's comparison with torchdeq")
     from torchdeq import get_deq
     from torchdeq.solver import broyden_solver
 

@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from gnn1000.bench._workload import BASELINE, MODELS, Workload, check_models
+from gnn1000.extras import require
+from gnn1000.bench._workload import BASELINE, MODELS, Workload, check_models, check_precision
 
 DEFAULT_DEPTHS = (8, 64, 256, 1001)
 REFERENCE = "revgnn"
@@ -41,19 +42,20 @@ def measure(model: str, layers: int, w: Workload, device_name: str) -> dict:
     start = time.perf_counter()
     trainer.step()
     seconds = time.perf_counter() - start
-    return {"model": model, "layers": layers, "status": "ok", "peak_mb": memory.peak_mb(device),
+    return {"model": model, "layers": layers, "precision": w.precision, "status": "ok",
+            "peak_mb": memory.peak_mb(device),
             "resident_mb": resident, "step_s": seconds,
             "parameters": sum(p.numel() for p in trainer.model.parameters())}
 
 
-def run_point(model: str, layers: int, args: argparse.Namespace) -> dict:
+def run_point(model: str, layers: int, args: argparse.Namespace, prec: str = "32") -> dict:
     """``measure`` in a fresh interpreter, killed if its resident set passes ``--max-mb``."""
     import psutil
 
     cmd = [sys.executable, "-m", "gnn1000.bench.memory", "--worker", model, str(layers),
-           *_workload_args(args)]
+           *_workload_args(args), "--precisions", prec]
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": str(args.threads)}
-    point = {"model": model, "layers": layers}
+    point = {"model": model, "layers": layers, "precision": prec}
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env)
         child, started, rss = psutil.Process(proc.pid), time.monotonic(), 0.0
@@ -87,7 +89,8 @@ def _workload_args(args: argparse.Namespace) -> list[str]:
 
 
 def _workload(args: argparse.Namespace) -> Workload:
-    return Workload(nodes=args.nodes, edges=args.edges, channels=args.channels, groups=args.groups)
+    return Workload(nodes=args.nodes, edges=args.edges, channels=args.channels, groups=args.groups,
+                    precision=check_precision(args.precisions[0]))
 
 
 def table(points: list[dict], models: list[str], depths: list[int]) -> str:
@@ -114,7 +117,7 @@ def table(points: list[dict], models: list[str], depths: list[int]) -> str:
             row.append(cell(here / base if here and base else None, (m, d), ".3f"))
         lines.append(f"{d:>7}" + "".join(f"{c:>{width}}" for c in row))
     lines += ["", "added by the step (peak minus what was resident before it, MB)", head]
-    added = {(p["model"], p["layers"]): p["peak_mb"] - p["resident_mb"] for p in points if p.get("peak_mb")}
+    added = {(p["model"], p["layers"]): added_mb(p) for p in points if p.get("peak_mb")}
     for d in depths:
         lines.append(f"{d:>7}" + "".join(f"{cell(added.get((m, d)), (m, d), '.0f'):>{width}}" for m in models))
     if REFERENCE in models:
@@ -127,25 +130,48 @@ def table(points: list[dict], models: list[str], depths: list[int]) -> str:
     return "\n".join(lines)
 
 
+def added_mb(point: dict) -> float | None:
+    """What the step itself added: its peak above what was resident before it (runtime, graph,
+    weights and optimizer state are not the model's activations)."""
+    return point["peak_mb"] - point["resident_mb"] if point.get("peak_mb") else None
+
+
 def plot(points: list[dict], models: list[str], path: Path, title: str) -> None:
+    """Memory added by one training step against depth, one line per model and precision; both
+    axes logarithmic with plain tick labels (8, 64, 256, 1001; 10, 100 MB)."""
+    require("matplotlib", "bench", "The memory plot")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for m in models:
-        ok = sorted((p["layers"], p["peak_mb"]) for p in points if p["model"] == m and p.get("peak_mb"))
-        failed = sorted(p["layers"] for p in points if p["model"] == m and not p.get("peak_mb"))
-        line = ax.plot([d for d, _ in ok], [v for _, v in ok], marker="o", label=m)[0]
+    precisions = list(dict.fromkeys(p.get("precision", "32") for p in points))
+    for m, prec in [(m, prec) for prec in precisions for m in models]:
+        mine = [p for p in points if p["model"] == m and p.get("precision", "32") == prec]
+        ok = sorted((p["layers"], max(added_mb(p), 0.1)) for p in mine if p.get("peak_mb"))
+        failed = sorted(p["layers"] for p in mine if not p.get("peak_mb"))
+        label = m if len(precisions) == 1 else f"{m} ({prec})"
+        line = ax.plot([d for d, _ in ok], [v for _, v in ok], marker="o", label=label,
+                       linestyle="-" if prec == "32" else "--")[0]
         if failed and ok:  # drawn at the last height that fitted, as the paper marks out-of-memory runs
             ax.scatter(failed, [ok[-1][1]] * len(failed), marker="x", color=line.get_color(), s=60)
             for d in failed:
                 ax.annotate("OOM", (d, ok[-1][1]), textcoords="offset points", xytext=(-10, 8), fontsize=7,
                             color=line.get_color())
     ax.set_xscale("log")
+    ax.set_yscale("log")
+    depths = sorted({p["layers"] for p in points})
+    ax.set_xticks(depths)
+    plain = FuncFormatter(lambda v, _: f"{v:g}")  # 8, 64, 1001 and 10, 100 MB, not 2x10^0
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))  # 20, 50, 100, 200 MB ...
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("layers")
-    ax.set_ylabel("peak memory of a training step (MB)")
+    ax.set_ylabel("memory added by one training step (MB)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -164,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--groups", type=int, default=Workload.groups)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of each point")
+    parser.add_argument("--precisions", nargs="+", default=["32"], help="from 32, bf16, 16 (autocast)")
     parser.add_argument("--max-mb", type=float, default=8000.0,
                         help="on CPU, a point whose resident set passes this is stopped and shown as OOM")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per point")
@@ -180,25 +207,28 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(model, int(layers), _workload(args), args.device)))
         return 0
     models, depths = check_models(args.models), sorted(args.depths)
+    precisions = [check_precision(p) for p in args.precisions]
     w = _workload(args)
     print(f"peak memory of one training step: {w.nodes} nodes, {w.edges} edges, {w.channels} channels, "
           f"{w.groups} groups, {w.operator}/{w.norm}, device {args.device}", flush=True)
     points, stopped = [], set()
-    for d in depths:
-        for m in models:
-            if m in stopped:  # it ran out of memory at a smaller depth: deeper cannot fit
-                points.append({"model": m, "layers": d, "status": "skipped (out of memory at fewer layers)",
-                               "peak_mb": None})
-                print(f"  {m:<18} {d:>5} layers: {points[-1]['status']}", flush=True)
-                continue
-            point = run_point(m, d, args)
-            if point["peak_mb"] is None and ("MB" in point["status"] or "memory" in point["status"]):
-                stopped.add(m)
-            points.append(point)
-            shown = f"{point['peak_mb']:.0f} MB in {point['step_s']:.1f} s" if point.get("peak_mb") else point["status"]
-            print(f"  {m:<18} {d:>5} layers: {shown}", flush=True)
-    report = table(points, models, depths)
-    print("\n" + report)
+    for prec in precisions:
+        for d in depths:
+            for m in models:
+                if (m, prec) in stopped:  # it ran out of memory at a smaller depth: deeper cannot fit
+                    points.append({"model": m, "layers": d, "precision": prec,
+                                   "status": "skipped (out of memory at fewer layers)", "peak_mb": None})
+                    print(f"  {m:<18} {prec:>5} {d:>5} layers: {points[-1]['status']}", flush=True)
+                    continue
+                point = run_point(m, d, args, prec)
+                if point["peak_mb"] is None and ("MB" in point["status"] or "memory" in point["status"]):
+                    stopped.add((m, prec))
+                points.append(point)
+                shown = (f"{point['peak_mb']:.0f} MB in {point['step_s']:.1f} s" if point.get("peak_mb")
+                         else point["status"])
+                print(f"  {m:<18} {prec:>5} {d:>5} layers: {shown}", flush=True)
+    for prec in precisions:
+        print(f"\nprecision {prec}\n" + table([p for p in points if p["precision"] == prec], models, depths))
     json_path, png_path = args.out.with_suffix(".json"), args.out.with_suffix(".png")
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps({"workload": vars(w), "device": args.device, "baseline": BASELINE,

@@ -13,7 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from gnn1000.bench._workload import BASELINE, MODELS, Trainer, Workload, check_models
+from dataclasses import replace
+
+from gnn1000.bench._workload import BASELINE, MODELS, Trainer, Workload, check_models, check_precision
 
 
 def _sync(device) -> None:
@@ -23,7 +25,7 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleaved_times(trainers: dict[str, Trainer], rounds: int, warmup: int, device) -> dict[str, list[float]]:
+def interleaved_times(trainers: dict, rounds: int, warmup: int, device) -> dict:
     """Seconds per training step of each trainer, measured round-robin."""
     names = list(trainers)
     for _ in range(warmup):
@@ -40,16 +42,20 @@ def interleaved_times(trainers: dict[str, Trainer], rounds: int, warmup: int, de
     return times
 
 
-def table(times: dict[str, list[float]], layers: int) -> str:
-    """Median and fastest step per model, each as a ratio to the baseline's median and fastest."""
-    base = times.get(BASELINE)
-    lines = [f"{str(layers) + ' layers':<20} {'median ms':>12} {'ratio':>7} {'min ms':>9} {'ratio':>7}"
-             f"   (ratios to {BASELINE})"]
-    for name, ts in times.items():
-        med, low = statistics.median(ts), min(ts)
-        r_med = f"{med / statistics.median(base):.2f}x" if base else "-"
-        r_low = f"{low / min(base):.2f}x" if base else "-"
-        lines.append(f"  {name:<18} {med * 1e3:>12.1f} {r_med:>7} {low * 1e3:>9.1f} {r_low:>7}")
+def table(times: dict[str, dict[str, list[float]]], layers: int) -> str:
+    """Median and fastest step per model and precision, as ratios to the baseline at the same
+    precision, and the median as a ratio to the same model in float32."""
+    lines = [f"{str(layers) + ' layers':<20} {'precision':>9} {'median ms':>10} {'ratio':>7} {'min ms':>9} "
+             f"{'ratio':>7} {'vs 32':>7}   (ratios to {BASELINE} at the same precision)"]
+    for prec, by_model in times.items():
+        base = by_model.get(BASELINE)
+        for name, ts in by_model.items():
+            med, low = statistics.median(ts), min(ts)
+            r_med = f"{med / statistics.median(base):.2f}x" if base else "-"
+            r_low = f"{low / min(base):.2f}x" if base else "-"
+            fp32 = times.get("32", {}).get(name)
+            r_32 = f"{med / statistics.median(fp32):.2f}x" if fp32 else "-"
+            lines.append(f"  {name:<18} {prec:>9} {med * 1e3:>10.1f} {r_med:>7} {low * 1e3:>9.1f} {r_low:>7} {r_32:>7}")
     return "\n".join(lines)
 
 
@@ -61,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--edges", type=int, default=Workload.edges)
     parser.add_argument("--channels", type=int, default=Workload.channels)
     parser.add_argument("--groups", type=int, default=Workload.groups)
+    parser.add_argument("--precisions", nargs="+", default=["32"], help="from 32, bf16, 16 (autocast)")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
@@ -77,13 +84,21 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     w = Workload(nodes=args.nodes, edges=args.edges, channels=args.channels, groups=args.groups)
+    precisions = [check_precision(p) for p in args.precisions]
     print(f"training-step time: {w.nodes} nodes, {w.edges} edges, {w.channels} channels, {w.groups} groups, "
           f"{w.operator}/{w.norm}, device {device}, {args.threads} thread(s), {args.rounds} interleaved rounds",
           flush=True)
     results = {}
     for layers in args.layers:
-        trainers = {m: Trainer(m, layers, w, device) for m in models}
-        times = interleaved_times(trainers, args.rounds, args.warmup, device)
+        trainers = {(m, p): Trainer(m, layers, replace(w, precision=p), device) for p in precisions for m in models}
+        for (m, p), trainer in list(trainers.items()):
+            try:
+                trainer.step()  # one untimed step: a model that cannot run this precision is named, not timed
+            except RuntimeError as exc:
+                print(f"  {m} at precision {p} failed: {str(exc).splitlines()[0]}", flush=True)
+                del trainers[(m, p)]
+        flat = interleaved_times(trainers, args.rounds, args.warmup, device)
+        times = {p: {m: flat[(m, p)] for m in models if (m, p) in flat} for p in precisions}
         results[layers] = times
         print("\n" + table(times, layers), flush=True)
         del trainers

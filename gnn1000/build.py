@@ -78,8 +78,8 @@ def build_experiment(run_dir: Path | str, **kwargs) -> Experiment:
                       config_text=config.operative_config(), **kwargs)
 
 
-def load_run(run_dir: Path | str, **kwargs) -> Experiment:
-    """Rebuild the experiment of an existing run directory from its operative config."""
+def load_run(run_dir: Path | str, bindings: list[str] | tuple[str, ...] = (), **kwargs) -> Experiment:
+    """Rebuild the experiment of an existing run directory from its operative config (plus ``bindings``)."""
     run = RunDir.existing(run_dir)
-    config.load(run.config)
+    config.load(run.config, bindings)
     return build_experiment(run.path, **kwargs)

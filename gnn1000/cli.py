@@ -19,12 +19,12 @@ def _quiet_third_party_warnings() -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from gnn1000 import config as gin_config
-    from gnn1000 import resume, seeds
+    from gnn1000 import repeats, resume
     from gnn1000.build import build_experiment
     from gnn1000.rundir import RunDir
 
-    if args.seeds is not None or (args.resume and seeds.is_multi_seed_run(args.resume)):
-        return seeds.cmd_train_seeds(args)
+    if args.seeds is not None or args.folds is not None or (args.resume and repeats.is_repeated_run(args.resume)):
+        return repeats.cmd_train_repeats(args)
     if args.resume:
         if args.config is not None or args.run_dir is not None or args.overwrite:
             raise Gnn1000Error("--resume RUN_DIR continues that run from its own config.gin; give no CONFIG, "
@@ -35,10 +35,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         run.lock()  # before the data is built: a run in progress here is reported at once
     else:
         loaded = gin_config.load(args.config or gin_config.DEFAULT_CONFIG, args.bind)
-        run = RunDir.for_new_run(args.run_dir, args.overwrite) if args.run_dir else RunDir.new(loaded.name)
+        run = (RunDir.for_new_run(args.run_dir, args.overwrite) if args.run_dir
+               else RunDir.new(gin_config.run_name(loaded.name)))
     print(f"run directory: {run.path}", flush=True)
     experiment = build_experiment(run.path, progress=not args.no_progress)
-    print(f"{experiment.cfg.architecture} on {experiment.cfg.dataset}: "
+    print(f"{experiment.cfg.architecture} on {experiment.data.name}: "
           f"{experiment.num_parameters:,} parameters, device {experiment.device}", flush=True)
     try:
         summary = experiment.fit(resume=bool(args.resume))
@@ -49,20 +50,60 @@ def cmd_train(args: argparse.Namespace) -> int:
     depth = f"{summary['num_layers']}-layer " if summary["num_layers"] else ""
     print(f"final test {metric}: {summary['test_at_best_valid']:.4f} "
           f"(model of epoch {best['epoch']}, best valid {metric} {best[f'valid_{metric}']:.4f}); "
-          f"{depth}{experiment.cfg.architecture}, peak memory {summary['peak_memory_mb']:.0f} MB; "
-          f"results in {run.path}", flush=True)
+          f"{depth}{experiment.cfg.architecture}, memory {summary['step_memory_mb']:.0f} MB "
+          f"({summary['memory_kind']}); results in {run.path}", flush=True)
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+def _trained(args: argparse.Namespace):
+    """The run's experiment with its best or last weights, evaluation settings rebound by --bind."""
+    from gnn1000 import resume
     from gnn1000.build import load_run
+    from gnn1000.rundir import RunDir
 
-    experiment = load_run(args.run_dir, progress=False)
+    run = RunDir.existing(args.run_dir)
+    resume.check_evaluation_bindings(run.config.read_text(errors="replace"), args.bind, str(run.config),
+                                     f"gnn1000 {args.command}")
+    experiment = load_run(run.path, args.bind, progress=False)
     path = experiment.run.best if args.checkpoint == "best" else experiment.run.last
     if not path.is_file():
         raise Gnn1000Error(f"{args.run_dir} has no {args.checkpoint} checkpoint ({path}); train it first.")
     experiment.load_weights(path)
-    print(json.dumps(experiment.evaluate(), indent=2))
+    return experiment
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    print(json.dumps(_trained(args).evaluate(), indent=2))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gnn1000 import predictions
+
+    experiment = _trained(args)
+    out = Path(args.out) if args.out else experiment.run.path / "predictions.csv"
+    if out.suffix not in predictions.FORMATS:  # before the model runs
+        raise Gnn1000Error(f"--out {out}: predictions go to a .csv or .parquet file (chosen by extension).")
+    logits = experiment.predict()
+    frame = predictions.table(logits, experiment.data)
+    predictions.write(frame, out)
+    print(f"{len(frame):,} predictions ({', '.join(f'{s}: {n:,}' for s, n in frame['split'].value_counts().items())}) "
+          f"written to {out}")
+    submission = predictions.ogb_test_submission(logits, experiment.data, out)
+    if submission is not None:
+        print(f"OGB test predictions (Evaluator input form, y_pred) written to {submission}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gnn1000.plot import plot_runs
+
+    out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "curves.png"
+    print(f"training curves of {len(args.run_dirs)} run(s) written to {plot_runs(args.run_dirs, out)}")
     return 0
 
 
@@ -86,6 +127,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from gnn1000.extras import require
+
+    require("ray", "tune", "gnn1000 tune (Ray Tune searches)")
     from gnn1000.tune import run_search
 
     result = run_search(args.search, bindings=args.bind, num_samples=args.num_samples, address=args.address,
@@ -114,12 +158,30 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seeds", metavar="N|K,K,...", help="one run per seed in RUN_DIR/seed-<k>/ and their "
                                                            "mean ± std: a count (3: seeds 0,1,2) or a list (0,3,7)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--folds", type=int, metavar="N",
+                       help="k-fold cross-validation: one run per fold in RUN_DIR/fold-<k>/ and the mean ± std "
+                            "(datasets with a 'folds' option, e.g. tu)")
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="score a run's model on every split")
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    evaluate.add_argument("--bind", action="append", default=[], metavar="'KEY=VALUE'",
+                          help="an evaluation setting, e.g. 'random_partition.num_views = 10' (repeatable)")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    predict = sub.add_parser("predict", help="write a run's predictions, one row per node or graph with its split")
+    predict.add_argument("run_dir")
+    predict.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    predict.add_argument("--out", help="a .csv or .parquet file (default: RUN_DIR/predictions.csv)")
+    predict.add_argument("--bind", action="append", default=[], metavar="'KEY=VALUE'",
+                         help="an evaluation setting, e.g. 'random_partition.num_views = 10' (repeatable)")
+    predict.set_defaults(func=cmd_predict)
+
+    plot = sub.add_parser("plot", help="draw runs' loss, metrics and learning rate against epochs to a PNG")
+    plot.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    plot.add_argument("--out", help="the PNG to write (default: the first RUN_DIR/curves.png)")
+    plot.set_defaults(func=cmd_plot)
 
     tune = sub.add_parser("tune", help="run a Ray Tune search from a search file (e.g. tune/resgnn)")
     tune.add_argument("search", help="a search .gin path or the name of a shipped one (gnn1000 list)")
@@ -149,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     _quiet_third_party_warnings()
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except Gnn1000Error as exc:

@@ -304,3 +304,14 @@ def _check_macros(texts: list[tuple[str, str]], bindings: list[str]) -> None:
 def operative_config() -> str:
     """Every parameter value the run actually used, as a gin file that reproduces it."""
     return gin.operative_config_str()
+
+
+def run_name(config_name: str) -> str:
+    """A new run's folder name: the config's name, plus the dataset's own name when the dataset
+    plugin takes one (``tu-MUTAG``)."""
+    dataset = settings().dataset
+    try:
+        own = gin.query_parameter(f"{registry.gin_name(dataset)}.name")
+    except (ValueError, TypeError):  # the plugin takes no name, or none is bound
+        return config_name
+    return f"{config_name}-{own}" if isinstance(own, str) and own not in config_name else config_name

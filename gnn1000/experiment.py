@@ -18,7 +18,7 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from tqdm.auto import tqdm
 from torch_geometric.loader import DataLoader
 
-from gnn1000 import checkpoint, guard, memory, resume
+from gnn1000 import checkpoint, guard, memory, precision, resume
 from gnn1000.data import SPLITS, GraphTaskData, NodeTaskData
 from gnn1000.errors import ConfigError, Gnn1000Error
 from gnn1000.protocols import EpochAware, Sampler
@@ -47,6 +47,11 @@ class NodeLevel:
     def __init__(self, data: NodeTaskData, sampler: Sampler, device: torch.device):
         self.graph = data.graph.to(device)
         self.sampler = sampler
+        self.quiet: bool | None = None  # progress bars: None shows them on a terminal only
+
+    def num_batches(self, train: bool) -> int | None:
+        count = getattr(self.sampler, "num_batches", None)  # optional in the sampler protocol
+        return count(self.graph, train) if count is not None else None
 
     def train_batches(self):
         """(batch, mask of the batch's rows that train)."""
@@ -55,7 +60,8 @@ class NodeLevel:
 
     def predict(self, forward) -> torch.Tensor:
         sums = counts = None
-        for batch in self.sampler.batches(self.graph, train=False):
+        for batch in _bar(self.sampler.batches(self.graph, train=False), self.num_batches(False), "evaluating",
+                          self.quiet):
             out = forward(batch)
             if sums is None:
                 sums = out.new_zeros(self.graph.num_nodes, out.size(-1))
@@ -79,10 +85,15 @@ class GraphLevel:
     def __init__(self, data: GraphTaskData, cfg: ExperimentConfig, device: torch.device):
         self.dataset, self.split, self.device = data.dataset, data.split, device
         self.batch_size, self.limit = cfg.batch_size, cfg.graphs_per_epoch
+        self.quiet: bool | None = None  # progress bars: None shows them on a terminal only
 
     def _loader(self, index: torch.Tensor):
         for batch in DataLoader(self.dataset[index], batch_size=self.batch_size):
             yield batch.to(self.device)
+
+    def num_batches(self, train: bool) -> int:
+        count = self.split["train"].numel() if self.limit is None else min(self.limit, self.split["train"].numel())
+        return -(-count // self.batch_size)
 
     def train_batches(self):
         index = self.split["train"]
@@ -92,7 +103,7 @@ class GraphLevel:
 
     def _predict(self, forward, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         outs, ys = [], []
-        for batch in self._loader(index):
+        for batch in _bar(self._loader(index), -(-index.numel() // self.batch_size), "evaluating", self.quiet):
             outs.append(forward(batch))
             ys.append(batch.y)
         return torch.cat(outs), torch.cat(ys)
@@ -104,6 +115,11 @@ class GraphLevel:
         return {split: self._predict(forward, self.split[split][:self.limit] if split == "train"
                                      else self.split[split])
                 for split in SPLITS}
+
+
+def _bar(iterable, total: int | None, desc: str, disable: bool | None = None):
+    """tqdm with a total (so an ETA); disable=None: quiet when output is not a terminal."""
+    return tqdm(iterable, total=total, desc=desc, leave=False, disable=disable, dynamic_ncols=True)
 
 
 def check_graph_sampler(data, sampler: str) -> None:
@@ -151,6 +167,7 @@ class Experiment:
         else:
             check_graph_sampler(self.data, self.cfg.sampler)
             self.runner = GraphLevel(self.data, self.cfg, self.device)
+        self.runner.quiet = None if self.progress else True
         self.model = model.to(self.device)
         if optimizer is None:
             optimizer = resolve("optimizers", self.cfg.optimizer)(self.model.parameters(), lr=self.cfg.lr,
@@ -161,6 +178,9 @@ class Experiment:
             scheduler = resolve("schedulers", self.cfg.scheduler)(
                 self.optimizer, epochs=self.cfg.epochs, mode="max" if self.higher_is_better else "min")
         self.scheduler = scheduler
+        self.scaler = precision.scaler(self.device, self.cfg.precision)
+        self.logger_classes = [resolve("loggers", name) for name in self.cfg.loggers]  # a typo fails here
+        self.loggers: list = []
         self.metric = self.task.metric
         self.epoch = 0
         self.best: dict | None = None
@@ -173,26 +193,34 @@ class Experiment:
     # -- one epoch -----------------------------------------------------------------------------
 
     def _forward(self, batch) -> torch.Tensor:
-        return self.model(batch.x, batch.edge_index, batch.edge_attr, getattr(batch, "batch", None))
+        """Logits in float32 whatever ``precision`` the model computed in (losses and scores want it)."""
+        with precision.autocast(self.device, self.cfg.precision):
+            out = self.model(batch.x, batch.edge_index, batch.edge_attr, getattr(batch, "batch", None))
+        return out.float()
 
     def train_epoch(self) -> float:
         self.model.train()
         total, count = 0.0, 0
-        batches = self.runner.train_batches()
-        for step, (batch, mask) in enumerate(tqdm(batches, desc=f"epoch {self.epoch}", leave=False,
-                                                  disable=None if self.progress else True)):  # None: off when not a TTY
+        bar = _bar(self.runner.train_batches(), self.runner.num_batches(True), f"epoch {self.epoch}",
+                   disable=None if self.progress else True)
+        for step, (batch, mask) in enumerate(bar):
             n = int(mask.sum())
             if n == 0:
                 continue
             self.optimizer.zero_grad(set_to_none=True)
             loss = self.task.loss(self._forward(batch)[mask], batch.y[mask])
-            loss.backward()
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)  # clipping sees the true gradients
             norm = guard.grad_norm(self.model.parameters(), self.cfg.grad_clip)
-            guard.optimizer_step(self.optimizer, self.run, self.epoch, step, self.cfg.lr)
+            guard.optimizer_step(self.optimizer, self.run, self.epoch, step, self.cfg.lr, self.scaler)
+            self.scaler.update()
+            if self.scaler.is_enabled() and not torch.isfinite(norm):
+                norm = torch.zeros(())  # float16 overflow: the scaler skipped this step and lowered its scale
             # before anything else (evaluation, a checkpoint) sees the step
             guard.check_step(self.run, self.model, loss, norm, self.epoch, step, self.cfg.lr)
             total += loss.item() * n
             count += n
+            bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
         if count == 0:
             raise ConfigError(f"Sampler {self.cfg.sampler!r} yielded nothing to train on in epoch {self.epoch}.")
         return total / count
@@ -227,7 +255,8 @@ class Experiment:
         return {"epoch": self.epoch, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "rng": checkpoint.rng_state(),
                 "best": self.best, "history": self.history,  # records committed with the weights
-                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None}
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "scaler": self.scaler.state_dict()}
 
     def resume_from(self, path: Path) -> None:
         self.restore(checkpoint.load(path))  # on the CPU: RNG states must stay there
@@ -237,6 +266,8 @@ class Experiment:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         checkpoint.set_rng_state(state["rng"])
         self.epoch = state["epoch"]
         self.best = state["best"]
@@ -259,17 +290,37 @@ class Experiment:
             self.run.claim()  # locked for this process's life; refuses a folder another run took
             self.write_config()
             self.run.write_metrics([])
+        bar = tqdm(total=self.cfg.epochs, initial=self.epoch, desc="training", unit="epoch", dynamic_ncols=True,
+                   disable=None if self.progress else True)
         try:
-            while self.epoch < self.cfg.epochs:
+            self.loggers = [logger(self.run.path, self.history) for logger in self.logger_classes]
+            while self.epoch < self.cfg.epochs and not self.stopped_early:
                 self.epoch += 1
                 record = self._run_epoch()
+                bar.update()
+                bar.set_postfix({"loss": f"{record['loss']:.4f}",
+                                 f"valid {self.metric}": f"{record[f'valid_{self.metric}']:.4f}"}, refresh=False)
                 if self.on_epoch is not None:
                     self.on_epoch(record, self.run.last)
         except ConfigError:
             if not resume:
                 self.run.discard_unstarted()  # a setting that fails in epoch 1 leaves no half run
             raise
+        finally:
+            bar.close()
+            for logger in self.loggers:
+                logger.close()
+        if self.stopped_early:
+            self.log(f"stopped early after epoch {self.epoch}: no better valid {self.metric} for "
+                     f"{self.cfg.patience} epochs (best at epoch {self.best['epoch']})")
         return self.write_summary()
+
+    @property
+    def stopped_early(self) -> bool:
+        """``patience`` epochs have passed without a better validation score (read from the best
+        record, so a resumed run knows it too)."""
+        return (self.cfg.patience is not None and self.best is not None
+                and self.epoch - self.best["epoch"] >= self.cfg.patience)
 
     def _resume(self) -> None:
         """Continue from the newest intact checkpoint with the settings bound now (checked by
@@ -297,6 +348,7 @@ class Experiment:
                     if changes else ""))
 
     def _run_epoch(self) -> dict:
+        before = memory.current_mb(self.device)
         memory.reset_peak(self.device)
         start = time.perf_counter()
         if isinstance(self.model, EpochAware):  # models whose behaviour depends on the epoch (DEQ warm-up)
@@ -307,7 +359,7 @@ class Experiment:
             record.update(self.model.pop_metrics())
         self._step_scheduler(record)
         record["seconds"] = time.perf_counter() - start
-        record["peak_memory_mb"] = memory.peak_mb(self.device)
+        record["step_memory_mb"] = memory.used_mb(self.device, before)
         if self._is_better(record):
             self.best = record
             checkpoint.save(self.run.best, {"epoch": self.epoch, "model": self.model.state_dict()},
@@ -315,11 +367,13 @@ class Experiment:
         self.history.append(record)
         checkpoint.save(self.run.last, self._state())  # the record is committed here...
         self.run.append_metrics(record)  # ...and mirrored here; resume rebuilds it from the checkpoint
+        for logger in self.loggers:
+            logger.log(record)
         m = self.metric
         self.log(f"epoch {self.epoch:>4}/{self.cfg.epochs} | loss {loss:.4f} | "
                  f"train {m} {record[f'train_{m}']:.4f} | valid {m} {record[f'valid_{m}']:.4f} | "
                  f"test {m} {record[f'test_{m}']:.4f} | {record['seconds']:.1f}s | "
-                 f"peak {record['peak_memory_mb']:.0f} MB")
+                 f"{memory.LABEL[self.device.type]} {record['step_memory_mb']:.0f} MB")
         return record
 
     def _step_scheduler(self, record: dict) -> None:
@@ -331,13 +385,17 @@ class Experiment:
     def write_summary(self) -> dict:
         history = self.history
         summary = {
-            "dataset": self.cfg.dataset, "architecture": self.cfg.architecture,
+            "dataset": self.cfg.dataset, "dataset_name": self.data.name, "architecture": self.cfg.architecture,
             "metric": self.metric, "epochs": self.epoch, "device": str(self.device),
             "num_parameters": self.num_parameters, "num_layers": getattr(self.model, "num_layers", None),
             "final": history[-1] if history else None,
             "best": self.best,
             "test_at_best_valid": self.best[f"test_{self.metric}"] if self.best else None,
-            "peak_memory_mb": max((r["peak_memory_mb"] for r in history), default=None),
+            "step_memory_mb": max((r["step_memory_mb"] for r in history), default=None),
+            "memory_kind": memory.KIND[self.device.type],
+            "precision": self.cfg.precision,
+            "stopped_early": self.stopped_early,
+            "stopped_at_epoch": self.epoch if self.stopped_early else None,
             "train_seconds": sum(r["seconds"] for r in history),
             "config": asdict(self.cfg),
         }

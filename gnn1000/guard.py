@@ -62,10 +62,11 @@ def stop(run, what: str, value, epoch: int, step: int | str, lr: float) -> NonFi
         f"{way} (or tighten experiment.grad_clip).")
 
 
-def optimizer_step(optimizer, run, epoch: int, step: int, lr: float) -> None:
-    """``optimizer.step()``; an update too large for float32 is the NaN stop, not a traceback."""
+def optimizer_step(optimizer, run, epoch: int, step: int, lr: float, scaler=None) -> None:
+    """``optimizer.step()`` (through the gradient scaler when there is one); an update too large for
+    float32 is the NaN stop, not a traceback."""
     try:
-        optimizer.step()
+        scaler.step(optimizer) if scaler is not None else optimizer.step()
     except RuntimeError as exc:
         if "overflow" not in str(exc):
             raise

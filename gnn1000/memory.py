@@ -1,4 +1,5 @@
-"""Peak memory of the process: CUDA's allocator on GPU, resident set size on CPU."""
+"""Memory a training epoch uses: CUDA's allocator peak on GPU; on CPU the epoch's resident-set peak
+above what was resident before it (the interpreter, libraries and data are not the model's)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,16 @@ def current_mb(device: torch.device) -> float:
     import psutil
 
     return psutil.Process().memory_info().rss / 2**20
+
+
+# What a run's ``step_memory_mb`` measures, by device type (summary.json's ``memory_kind``).
+KIND = {"cuda": "cuda max_memory_allocated during the epoch",
+        "cpu": "cpu peak resident set added by the epoch"}
+LABEL = {"cuda": "peak allocated", "cpu": "added by the epoch"}
+
+
+def used_mb(device: torch.device, before_mb: float) -> float:
+    """Since :func:`reset_peak`: CUDA's peak allocation, or on CPU the peak resident set above ``before_mb``."""
+    if device.type == "cuda":
+        return peak_mb(device)
+    return max(peak_mb(device) - before_mb, 0.0)

@@ -13,11 +13,16 @@ from datetime import datetime, timezone
 from gnn1000.errors import ConfigError
 
 # What may change on resume: the loop's length and step, and evaluation (read fresh each epoch).
-MUTABLE = (
-    "experiment.epochs", "experiment.lr", "experiment.weight_decay", "experiment.grad_clip",
-    "experiment.device",
+# What may change when a trained model is only evaluated (gnn1000 evaluate / predict --bind).
+EVALUATION = (
+    "experiment.device", "experiment.precision", "experiment.batch_size",
     "random_partition.num_views", "random_partition.eval_parts",
     "data.root", "data.cache",
+)
+MUTABLE = (
+    "experiment.epochs", "experiment.lr", "experiment.weight_decay", "experiment.grad_clip",
+    "experiment.patience", "experiment.loggers",
+    *EVALUATION,
 )
 
 
@@ -81,6 +86,18 @@ def check_bindings(config_text: str, bindings: list[str], source: str) -> dict[s
             f"{', '.join(MUTABLE)}{not_epochs}. To train with the new value, start a new run, e.g. "
             f"'gnn1000 train {source} --run-dir NEW_DIR --bind ...'. Nothing in the run directory was changed.")
     return changes
+
+
+def check_evaluation_bindings(config_text: str, bindings: list[str], source: str, command: str) -> None:
+    """Refuse, naming each, bindings that change anything but how a trained model is evaluated."""
+    changes = changed(config_text, "\n".join(bindings), source)
+    refused = [key for key in changes if key not in EVALUATION]
+    if refused:
+        listed = "; ".join(f"{key} = {changes[key][1]!r} (the run has {changes[key][0]!r})" for key in refused)
+        raise ConfigError(
+            f"{command} --bind cannot change {listed}: the trained weights were made with the run's own "
+            f"value. Only evaluation settings may be bound: {', '.join(EVALUATION)}. To train with another "
+            f"value, start a new run with 'gnn1000 train {source} --run-dir NEW_DIR --bind ...'.")
 
 
 def check_epochs(epochs: int, done: int, run_path) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gnn1000.errors import ConfigError, check_number, check_positive_ints
+from gnn1000.precision import PRECISIONS
 
 
 @dataclass
@@ -28,6 +29,9 @@ class ExperimentConfig:
     graphs_per_epoch: int | None = None  # train on this many random training graphs per epoch
     optimizer: str = "adam"  # a registered optimizer (gnn1000 list optimizers)
     scheduler: str = "none"  # a registered learning-rate schedule, stepped once per epoch
+    precision: str = "32"  # '32', 'bf16' or '16' (autocast; '16' adds a gradient scaler)
+    patience: int | None = None  # stop after this many epochs without a better validation score
+    loggers: list[str] = field(default_factory=list)  # registered loggers besides metrics.jsonl, e.g. ['tensorboard', 'csv']
 
     def __post_init__(self):
         check_positive_ints("experiment", epochs=self.epochs, batch_size=self.batch_size)
@@ -35,6 +39,14 @@ class ExperimentConfig:
         check_number("experiment", "lr", self.lr, low=0, low_open=True)
         check_number("experiment", "weight_decay", self.weight_decay, low=0)
         check_number("experiment", "grad_clip", self.grad_clip, low=0, low_open=True, allow_none=True)
+        check_number("experiment", "patience", self.patience, low=1, integer=True, allow_none=True)
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"experiment.precision={self.precision!r} is not a precision; use one of "
+                              f"{', '.join(repr(p) for p in PRECISIONS)} (a quoted string in gin).")
+        if isinstance(self.loggers, str) or not all(isinstance(n, str) for n in self.loggers):
+            raise ConfigError(f"experiment.loggers={self.loggers!r} must be a list of registered logger "
+                              f"names, e.g. ['tensorboard', 'csv'] (gnn1000 list loggers).")
+        self.loggers = list(self.loggers)  # as summary.json writes it
         check_number("experiment", "seed", self.seed, low=0, high=2**32 - 1, integer=True)  # numpy's range
         for option in ("dataset", "architecture", "sampler", "device", "optimizer", "scheduler"):
             if not isinstance(getattr(self, option), str) and not callable(getattr(self, option)):

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from gnn1000.errors import PluginLoadError, UnknownNameError, normalize, unknown_name_message
 
-KINDS = ("architectures", "operators", "norms", "samplers", "solvers", "datasets", "optimizers", "schedulers")
+KINDS = ("architectures", "operators", "norms", "samplers", "solvers", "datasets", "optimizers", "schedulers", "loggers")
 BUILT_IN = "built-in"
 _DISTRIBUTION = "gnn1000"
 

@@ -41,7 +41,7 @@ def test_unknown_name_names_kind_close_matches_and_all_choices():
 
 
 def test_unknown_kind_lists_the_kinds():
-    with pytest.raises(UnknownNameError, match="architectures, datasets, norms, operators, optimizers, samplers, schedulers, solvers"):
+    with pytest.raises(UnknownNameError, match="architectures, datasets, loggers, norms, operators, optimizers, samplers, schedulers, solvers"):
         available("operator")
 
 

@@ -24,7 +24,7 @@ from gnn1000.rundir import RunDir
 
 from helpers import TINY, bind_args, run_gnn1000
 
-VOLATILE = ("seconds", "peak_memory_mb")
+VOLATILE = ("seconds", "step_memory_mb")
 KILL_RUN = [*TINY, "experiment.epochs = 8", "resgnn.dropout = 0.3"]
 
 

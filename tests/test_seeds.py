@@ -12,7 +12,7 @@ from helpers import bind_args
 from gnn1000.cli import main
 from gnn1000.errors import ConfigError
 from gnn1000.experiment import Experiment
-from gnn1000.seeds import parse_seeds
+from gnn1000.repeats import parse_seeds
 
 
 def per_seed_results(run_dir, seeds):
@@ -75,10 +75,10 @@ def test_resume_of_a_half_finished_multi_seed_run_skips_done_seeds_and_continues
 
     assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "seed 0: finished" in out and "resumed" in out and "after epoch 2" in out
+    assert "seed-0: finished" in out and "resumed" in out and "after epoch 2" in out
     assert (run_dir / "seed-0" / "metrics.jsonl").read_text() == seed0_metrics  # not retrained
     resumed, uninterrupted = (json.loads((d / "summary.json").read_text()) for d in (run_dir, reference))
-    assert [r["seed"] for r in resumed["runs"]] == [0, 1]
+    assert [r["label"] for r in resumed["runs"]] == ["seed-0", "seed-1"]
     for a, b in zip(resumed["runs"], uninterrupted["runs"]):  # resumed == uninterrupted, seed by seed
         assert a["test_at_best_valid"] == b["test_at_best_valid"] and a["final_valid"] == b["final_valid"]
     assert resumed["mean"]["test_at_best_valid"] == uninterrupted["mean"]["test_at_best_valid"]

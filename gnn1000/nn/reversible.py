@@ -171,6 +171,8 @@ class _ReversibleStackFunction(torch.autograd.Function):
         if y is x:  # never hand the caller's tensor back as our output
             y = x.clone()
         ctx.stack, ctx.compute_dtype, ctx.params = stack, compute_dtype, params
+        device = x.device.type  # the backward recomputes each f_i as the forward did, autocast included
+        ctx.autocast = (device, torch.get_autocast_dtype(device), torch.is_autocast_enabled(device))
         ctx.save_for_backward(y, edge_attr, edge_index, batch, dropout_mask)
         return y
 
@@ -187,7 +189,8 @@ class _ReversibleStackFunction(torch.autograd.Function):
         grads: dict[Tensor, Tensor] = {}
         edge_grads = [None] * stack.num_groups if needs_edge else None
         # The recomputation runs the norms in training mode again; their statistics must count once.
-        with preserved_buffers(stack):
+        device, dtype, enabled = ctx.autocast
+        with preserved_buffers(stack), torch.autocast(device, dtype=dtype, enabled=enabled):
             for layer in reversed(range(stack.num_layers)):
                 y, grad_y = stack.block(layer).reverse_step(y, grad_y, edge_index, edge_attr, batch,
                                                             dropout_mask, grads, edge_grads, ctx.compute_dtype)

@@ -63,19 +63,56 @@ def pubmed(split: str = "public", normalize_features: bool = True) -> NodeTaskDa
     return planetoid("PubMed", split, normalize_features)
 
 
+def stratified_fold(labels: torch.Tensor, folds: int, fold: int, seed: int) -> dict[str, torch.Tensor]:
+    """Fold ``fold`` of a stratified ``folds``-fold split: that fold tests, the next one validates,
+    the rest train. The folds depend only on the labels and ``seed``, so every model sees the same."""
+    from sklearn.model_selection import StratifiedKFold
+
+    if not isinstance(folds, int) or folds < 3:
+        raise ConfigError(f"tu.folds={folds!r} must be an integer >= 3 (one fold tests, one validates).")
+    if not isinstance(fold, int) or not 0 <= fold < folds:
+        raise ConfigError(f"tu.fold={fold!r} must be an integer in [0, tu.folds={folds}).")
+    y = labels.view(-1).numpy()
+    if min(torch.bincount(labels.view(-1)).tolist()) < folds:
+        raise ConfigError(f"tu.folds={folds}: a class has fewer than {folds} graphs; use fewer folds.")
+    parts = [torch.as_tensor(test) for _, test in
+             StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(y.reshape(-1, 1), y)]
+    valid = (fold + 1) % folds
+    train = torch.cat([p for k, p in enumerate(parts) if k not in (fold, valid)]).sort().values
+    return {"train": train, "valid": parts[valid].sort().values, "test": parts[fold].sort().values}
+
+
+def standardize_attributes(dataset, count: int, train: torch.Tensor) -> None:
+    """Scale the first ``count`` node features (TU's continuous attributes) to zero mean and unit
+    variance over the training graphs' nodes, in place, for every graph."""
+    if count == 0:
+        return
+    x, slices = dataset._data.x, dataset.slices["x"]
+    rows = torch.cat([torch.arange(slices[g], slices[g + 1]) for g in train.tolist()])
+    mean, std = x[rows, :count].mean(0), x[rows, :count].std(0)
+    x[:, :count] = (x[:, :count] - mean) / torch.where(std > 0, std, torch.ones_like(std))
+
+
 @register("datasets", "tu")
 def tu(name: str | None = None, split: tuple = (0.8, 0.1, 0.1), seed: int = 0,
-       readout: str = "mean") -> GraphTaskData:
-    """A TU graph classification set (``tu.name = 'MUTAG'``), accuracy, split at random by ``seed``;
-    graphs without node features get a constant one."""
+       readout: str = "mean", folds: int | None = None, fold: int = 0, standardize: bool = True) -> GraphTaskData:
+    """A TU graph classification set (``tu.name = 'MUTAG'``), accuracy. With ``folds`` (10 in the
+    literature) fold ``fold`` of the stratified ``folds``-fold split; otherwise split at random by
+    ``seed``. Continuous node attributes are standardized on the training graphs; graphs without
+    node features get a constant one."""
     from torch_geometric.datasets import TUDataset
 
     if not name:
         raise ConfigError("The 'tu' dataset needs a name: bind tu.name = 'MUTAG' (or another TU dataset).")
     expected = [f"raw/{name}_{f}.txt" for f in ("A", "graph_indicator", "graph_labels")]
     dataset = _open(TUDataset, "tu", name, expected, name=name, use_node_attr=True)
+    if folds is not None:
+        index = stratified_fold(dataset._data.y, folds, fold, seed)
+    else:
+        index = random_split(len(dataset), split, torch.Generator().manual_seed(seed), "tu")
     if dataset.num_node_features == 0:
         dataset.transform = Constant(value=1.0)
-    index = random_split(len(dataset), split, torch.Generator().manual_seed(seed), "tu")
+    elif standardize:
+        standardize_attributes(dataset, dataset.num_node_attributes, index["train"])
     task = Task("multiclass", dataset.num_classes, "acc")
     return GraphTaskData(name=name, dataset=dataset, split=index, task=task, readout=readout)

@@ -13,9 +13,11 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 from torch_geometric.data import Data
+from tqdm.auto import tqdm
 from torch_geometric.utils import remove_self_loops, to_undirected
 
 from gnn1000.errors import ConfigError, check_positive_ints
+from gnn1000.extras import require
 from gnn1000.registry import register
 
 from .subgraphs import induced_subgraph
@@ -24,6 +26,7 @@ from .subgraphs import induced_subgraph
 def metis_parts(edge_index: torch.Tensor, num_nodes: int, num_parts: int) -> torch.Tensor:
     """The METIS cluster id of every node."""
     # METIS through pymetis: PyG's ClusterData needs torch-sparse or pyg-lib, which have no wheels here.
+    require("pymetis", "metis", "The 'cluster' sampler (METIS partitioning)")
     import pymetis
 
     edge_index, _ = remove_self_loops(to_undirected(edge_index.cpu(), num_nodes=num_nodes))
@@ -52,7 +55,10 @@ class Cluster:
             if self.num_parts > graph.num_nodes:
                 raise ConfigError(f"cluster: {self.num_parts} parts for a graph of {graph.num_nodes} "
                                   f"nodes; use at most {graph.num_nodes}.")
-            parts = metis_parts(graph.edge_index, graph.num_nodes, self.num_parts)
+            with tqdm(total=1, desc=f"METIS: {self.num_parts} parts of {graph.num_nodes:,} nodes",
+                      leave=False, disable=None) as bar:  # disable=None: quiet when not a terminal
+                parts = metis_parts(graph.edge_index, graph.num_nodes, self.num_parts)
+                bar.update()
             members = [(parts == p).nonzero().view(-1) for p in range(self.num_parts)]
             self._clusters = (key, [m for m in members if m.numel()])
         return self._clusters[1]
@@ -63,6 +69,10 @@ class Cluster:
         for group in order.split(self.clusters_per_batch):
             nodes = torch.cat([clusters[i] for i in group.tolist()]).sort().values
             yield induced_subgraph(graph, nodes.to(graph.edge_index.device))
+
+    def num_batches(self, graph: Data, train: bool) -> int:
+        """What :meth:`batches` yields: the progress bar's total."""
+        return -(-len(self.clusters(graph)) // self.clusters_per_batch)
 
     def __repr__(self) -> str:
         return f"Cluster(num_parts={self.num_parts}, clusters_per_batch={self.clusters_per_batch})"

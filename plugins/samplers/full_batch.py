@@ -19,5 +19,8 @@ class FullBatch:
             graph.n_id = torch.arange(graph.num_nodes, device=graph.edge_index.device)
         yield graph
 
+    def num_batches(self, graph: Data, train: bool) -> int:
+        return 1
+
     def __repr__(self) -> str:
         return "FullBatch()"

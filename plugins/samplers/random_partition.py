@@ -44,6 +44,10 @@ class RandomPartition:
             for nodes in self.partition(graph.num_nodes, parts):
                 yield induced_subgraph(graph, nodes.to(graph.edge_index.device))
 
+    def num_batches(self, graph: Data, train: bool) -> int:
+        """What :meth:`batches` yields: the progress bar's total."""
+        return self.num_parts if train else self.eval_parts * self.num_views
+
     def __repr__(self) -> str:
         return (f"RandomPartition(num_parts={self.num_parts}, eval_parts={self.eval_parts}, "
                 f"num_views={self.num_views})")
