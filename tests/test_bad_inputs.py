@@ -36,8 +36,12 @@ def checksums(path: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("finished") / "run"
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    assert cli_main(["train", "--run-dir", str(run), "--no-progress", *bind_args(TINY)]) == 0
+    try:
+        assert cli_main(["train", "--run-dir", str(run), "--no-progress", *bind_args(TINY)]) == 0
+    finally:
+        torch.set_num_threads(threads)  # later tests run with the thread count they expect
     return run
 
 
