@@ -258,10 +258,8 @@ class Experiment:
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                 "scaler": self.scaler.state_dict()}
 
-    def resume_from(self, path: Path) -> None:
-        self.restore(checkpoint.load(path))  # on the CPU: RNG states must stay there
-
     def restore(self, state: dict) -> None:
+        """Continue from a checkpoint's state (loaded on the CPU: RNG states must stay there)."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
