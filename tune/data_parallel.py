@@ -28,6 +28,7 @@ from ray.util.queue import Queue
 
 from gnn1000 import config as gin_config
 from gnn1000.errors import ConfigError, Gnn1000Error
+from gnn1000.tune.cluster import ray_session
 from gnn1000.tune.run_checkpoint import mirror, reported, restore_run_dir
 
 SCRATCH = Path(tempfile.gettempdir()) / "gnn1000-train"
@@ -185,3 +186,33 @@ def _train_worker(loop_config: dict) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
         with contextlib.suppress(OSError):  # the last rank out removes the run's scratch folder
             run_dir.parent.rmdir()
+
+
+def train_with_workers(run, *, resume: bool, workers: int, gpus_per_worker: float | None = None,
+                       address: str | None = None, storage: str | None = None) -> dict:
+    """``gnn1000 train --workers``: the parsed gin config trained data-parallel into ``run`` (a
+    :class:`~gnn1000.rundir.RunDir`), on the cluster at ``address`` or a new local Ray; returns the
+    run's summary."""
+    import json
+
+    import gin
+
+    gpus = gpus_per_worker or 0.0
+    config_text = gin.config_str()
+    if resume:
+        run.lock()
+    else:
+        run.claim()  # this process holds the run directory; the workers write scratch copies
+    try:
+        with ray_session(address or "local", num_cpus=max(os.cpu_count() or 1, workers)):
+            print(f"training on {workers} Ray Train workers ({gpus:g} GPU and 1 CPU each); "
+                  f"Ray Train storage: {storage or run.path.resolve().parent / 'ray-train'}", flush=True)
+            fit_data_parallel(config_text, run.path, workers=workers, gpus_per_worker=gpus, storage=storage,
+                              resume=resume)
+    except BaseException:
+        if not resume:
+            run.discard_unstarted()  # nothing reported: no half run left behind
+        raise
+    finally:
+        run.release()
+    return json.loads(run.summary.read_text())
