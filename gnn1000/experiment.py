@@ -232,8 +232,9 @@ class Experiment:
         # static_graph: parameters an operator leaves unused (RevGNN's edge encoder under gcn) are found
         # once, in the first step, instead of find_unused_parameters' search in every step; it also
         # lets reentrant checkpointing and the reversible stack's own backward run under DDP.
-        return DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                                       static_graph=True)
+        cuda = self.device.type == "cuda"
+        index = self.device.index if self.device.index is not None or not cuda else torch.cuda.current_device()
+        return DistributedDataParallel(model, device_ids=[index] if cuda else None, static_graph=True)
 
     def _same_draws(self) -> None:
         """Every rank continues from rank 0's random state, so all draw the same partitions and

@@ -7,6 +7,8 @@ up) the loop shards each epoch's batches by rank, sums what the ranks computed a
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.distributed as dist
 
@@ -14,14 +16,16 @@ import torch.distributed as dist
 class Ranks:
     """``rank`` of ``world`` processes that train one model together."""
 
-    def __init__(self, rank: int = 0, world: int = 1):
+    def __init__(self, rank: int = 0, world: int = 1, local_rank: int | None = None):
         self.rank, self.world = rank, world
+        self.local_rank = rank if local_rank is None else local_rank  # rank among this machine's processes
 
     @classmethod
     def current(cls) -> Ranks:
         """The process group torch.distributed holds, or the single process."""
         if dist.is_available() and dist.is_initialized():
-            return cls(dist.get_rank(), dist.get_world_size())
+            rank = dist.get_rank()
+            return cls(rank, dist.get_world_size(), int(os.environ.get("LOCAL_RANK", rank)))  # torchrun, Ray Train
         return cls()
 
     @property
@@ -31,6 +35,10 @@ class Ranks:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.parallel:
+            dist.barrier()
 
     def mine(self, items: list) -> list:
         """This rank's share of one epoch's batches: every ``world``-th, starting at ``rank``."""

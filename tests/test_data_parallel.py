@@ -18,6 +18,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from helpers import TINY
+from shared_data import requires, shared_data  # noqa: F401  (session fixture, for the graph-level case)
 
 from gnn1000 import checkpoint
 from gnn1000 import config as gin_config
@@ -37,7 +38,14 @@ ARCHITECTURES = {  # unused parameters: RevGNN under gcn leaves its edge encoder
     "deq": ["experiment.architecture = 'deq'", "deq.hidden_channels = 16", "deq.num_layers = 2", "deq.fwd_max_iter = 8",
             "deq.bwd_max_iter = 8"],
 }
-TWO_PARTS = ["experiment.sampler = 'random_partition'", "random_partition.num_parts = 2", "experiment.epochs = 1"]
+# One training step per rank; evaluation on 2 views of 3 parts, so ranks hold 3 parts each, of both views.
+TWO_PARTS = ["experiment.sampler = 'random_partition'", "random_partition.num_parts = 2", "experiment.epochs = 1",
+             "random_partition.eval_parts = 3", "random_partition.num_views = 2"]
+CASES = {name: [*TINY, *bindings, *TWO_PARTS] for name, bindings in ARCHITECTURES.items()}
+# Graph level: 16 training graphs in mini-batches of 8, one per rank; 19-graph valid/test splits make
+# uneven shares (2 mini-batches and 1) that the gather must put back in order.
+CASES["graph-level"] = [*TINY, "experiment.dataset = 'tu'", "tu.name = 'MUTAG'", "tu.readout = 'mean'",
+                        "experiment.graphs_per_epoch = 16", "experiment.batch_size = 8", "experiment.epochs = 1"]
 
 
 def free_port() -> int:
@@ -47,7 +55,8 @@ def free_port() -> int:
 
 
 def _one_step_on_rank(rank: int, world: int, port: int, bindings: list[str], out: str) -> None:
-    """One rank of a gloo group: the experiment loop's first training step, weights to ``out``."""
+    """One rank of a gloo group: the experiment loop's first training step and the evaluation after
+    it; rank 0 saves the weights and scores to ``out``."""
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
@@ -55,14 +64,17 @@ def _one_step_on_rank(rank: int, world: int, port: int, bindings: list[str], out
         experiment = build_experiment(Path(out).parent / f"rank-{rank}", progress=False, ranks=Ranks.current())
         experiment.epoch = 1
         experiment.train_epoch()
+        scores = experiment.evaluate()
         if rank == 0:
-            torch.save(experiment.model.state_dict(), out)
+            torch.save({"model": experiment.model.state_dict(), "scores": scores}, out)
+        del experiment  # DDP holds the process group: free it while the peer is still there
     finally:
         dist.destroy_process_group()
 
 
-def union_step(bindings: list[str]) -> dict:
-    """One process, one optimizer step on the mean loss over both parts' training rows."""
+def union_step(bindings: list[str]) -> tuple[dict, dict]:
+    """One process, one optimizer step on the mean loss over both batches' training rows; the
+    weights and the evaluation after it."""
     gin_config.load(None, bindings)
     experiment = build_experiment(Path("unused"), progress=False)
     experiment.model.train()
@@ -73,26 +85,29 @@ def union_step(bindings: list[str]) -> dict:
     loss.backward()
     torch.nn.utils.clip_grad_norm_(experiment.model.parameters(), experiment.cfg.grad_clip)
     experiment.optimizer.step()
-    return experiment.model.state_dict()
+    return experiment.model.state_dict(), experiment.evaluate()
 
 
-@pytest.mark.parametrize("name", list(ARCHITECTURES))
-def test_one_ddp_step_equals_a_step_over_the_union_of_both_ranks_batches(name, tmp_path, one_thread):
+@pytest.mark.parametrize("name", [*ARCHITECTURES, pytest.param("graph-level", marks=requires("tu/MUTAG"))])
+def test_one_ddp_step_equals_a_step_over_the_union_of_both_ranks_batches(name, tmp_path, one_thread, request):
     """RevGNN (custom autograd Function, with and without a parameter its operator leaves unused),
     WT-RevGNN, ResGNN with and without checkpointing and DEQ-GNN under DDP without
-    find_unused_parameters: after one step each of 2 ranks, the weights equal (1e-6 relative) one
-    process's step over both ranks' parts. Dropout is 0 in every model (the default), so the only
-    difference is the order in which gradients are summed."""
-    bindings = [*TINY, *ARCHITECTURES[name], *TWO_PARTS]
+    find_unused_parameters, and a graph-level ResGNN: after one step each of 2 ranks, the weights
+    equal (1e-6 relative) one process's step over both ranks' batches, and the distributed, gathered
+    evaluation (multi-view for the partitions) scores them as one process does. Dropout is 0 in every
+    model (the default), so the only difference is the order in which gradients are summed."""
+    if name == "graph-level":
+        request.getfixturevalue("shared_data")  # GNN1000_DATA: a session copy the spawned ranks inherit
+    bindings = CASES[name]
     out = tmp_path / "rank0.pt"
     mp.spawn(_one_step_on_rank, args=(2, free_port(), bindings, str(out)), nprocs=2, join=True)
     gin.clear_config()
-    expected = union_step(bindings)
+    expected, scores = union_step(bindings)
     got = torch.load(out, weights_only=True)
-    assert got.keys() == expected.keys()
-    initial = None
+    assert got["model"].keys() == expected.keys()
     for key, value in expected.items():
-        torch.testing.assert_close(got[key], value, rtol=1e-6, atol=1e-7, msg=f"{name}: {key} differs")
+        torch.testing.assert_close(got["model"][key], value, rtol=1e-6, atol=1e-7, msg=f"{name}: {key} differs")
+    assert got["scores"] == pytest.approx(scores, rel=1e-6)
     # the step moved the weights (a test that compares two unchanged models would prove nothing)
     gin_config.load(None, bindings)
     initial = build_experiment(Path("unused"), progress=False).model.state_dict()
@@ -191,3 +206,36 @@ def test_a_worker_lost_mid_run_restarts_from_the_last_checkpoint(uninterrupted, 
     for one, two in zip(history(uninterrupted[0]), records):
         assert {k: v for k, v in one.items() if k not in ("seconds", "step_memory_mb")} == \
                {k: v for k, v in two.items() if k not in ("seconds", "step_memory_mb")}
+
+
+# -- bad input -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, says", [
+    (["--workers", "0"], "--workers 0: the number of data-parallel workers must be >= 1"),
+    (["--workers", "2", "--gpus-per-worker", "-1"], "--gpus-per-worker -1: must be >= 0"),
+    (["--gpus-per-worker", "1"], "only apply to a data-parallel run; add --workers N"),
+    (["--address", "auto", "--storage", "/tmp/x"], "--address, --storage only apply to a data-parallel run"),
+    (["--workers", "2", "--seeds", "2"], "--workers cannot be combined with --seeds or --folds"),
+    (["--workers", "2", "--address", "127.0.0.1:1"], "no Ray head answers at 127.0.0.1:1"),
+])
+def test_bad_data_parallel_flags_get_one_paragraph_and_exit_code_2(args, says, tmp_path):
+    from helpers import bind_args, run_gnn1000
+
+    result = run_gnn1000(["train", *bind_args(TINY), "--run-dir", str(tmp_path / "run"), *args], cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert says in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())  # nothing left behind
+
+
+@pytest.mark.parametrize("workers, gpus, cluster, says", [
+    (4, 0.0, {"CPU": 2.0}, "needs 4 CPUs but the cluster has 2. Ray Train would wait for them forever; use fewer"),
+    (2, 1.0, {"CPU": 8.0}, "needs 2 GPUs but the cluster has 0"),
+    (2, 0.5, {"CPU": 8.0, "GPU": 1.0}, "cannot share a GPU"),
+])
+def test_requests_the_cluster_cannot_meet_fail_at_once(workers, gpus, cluster, says):
+    from gnn1000.errors import ConfigError
+    from gnn1000.tune.data_parallel import check_workers
+
+    with pytest.raises(ConfigError, match=None) as raised:
+        check_workers(workers, gpus, 1, cluster)
+    assert says in str(raised.value)

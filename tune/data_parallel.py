@@ -42,6 +42,10 @@ def check_workers(workers: int, gpus_per_worker: float, cpus_per_worker: int, cl
         raise ConfigError(f"--workers {workers}: the number of data-parallel workers must be an integer >= 1.")
     if gpus_per_worker < 0:
         raise ConfigError(f"--gpus-per-worker {gpus_per_worker}: must be >= 0 (0 trains on CPUs).")
+    if workers > 1 and 0 < gpus_per_worker < 1:
+        raise ConfigError(f"--gpus-per-worker {gpus_per_worker:g} with --workers {workers}: data-parallel workers "
+                          f"cannot share a GPU (NCCL refuses two ranks on one device); give each a whole GPU "
+                          f"(--gpus-per-worker 1) or train on CPUs (0).")
     if not isinstance(cpus_per_worker, int) or cpus_per_worker < 1:
         raise ConfigError(f"cpus_per_worker={cpus_per_worker}: each worker needs an integer >= 1 of CPUs.")
     want = {"CPU": workers * cpus_per_worker, "GPU": workers * gpus_per_worker}
