@@ -208,6 +208,17 @@ def test_a_worker_lost_mid_run_restarts_from_the_last_checkpoint(uninterrupted, 
                {k: v for k, v in two.items() if k not in ("seconds", "step_memory_mb")}
 
 
+def test_a_bad_setting_in_the_workers_is_the_users_error_not_rays(ray_cpus, tmp_path):
+    """A setting only the workers meet (the model is built there) comes back as gnn1000's own error,
+    which the CLI prints as one paragraph with exit code 2, not as Ray's wrapping of it."""
+    from gnn1000.errors import ConfigError
+    from gnn1000.tune.data_parallel import fit_data_parallel
+
+    with pytest.raises(ConfigError, match="hidden_channels=16 is not divisible by num_groups=3") as raised:
+        fit_data_parallel(config_text([*FULL_BATCH_REVGNN, "revgnn.num_groups = 3"]), tmp_path / "run", workers=2)
+    assert type(raised.value).__module__.startswith("gnn1000")
+
+
 # -- bad input -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, says", [

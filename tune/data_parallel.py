@@ -94,8 +94,8 @@ def fit_data_parallel(config_text: str, run_dir: str | Path, *, workers: int,
     forward = Queue(actor_options={"num_cpus": 0})
     trainer = TorchTrainer(
         _train_worker,
-        train_loop_config={"config_text": config_text, "workdir": os.getcwd(), "resume_from": start.path if start else None,
-                           "scratch": str(SCRATCH / uuid.uuid4().hex), "use_gpu": gpus_per_worker > 0},
+        train_loop_config={"config_text": config_text, "workdir": os.getcwd(), "use_gpu": gpus_per_worker > 0,
+                           "resume_from": start.path if start else None, "scratch": str(SCRATCH / uuid.uuid4().hex)},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0,
                                      resources_per_worker={"CPU": cpus_per_worker,
                                                            **({"GPU": gpus_per_worker} if gpus_per_worker else {})}),
