@@ -208,6 +208,21 @@ def test_a_worker_lost_mid_run_restarts_from_the_last_checkpoint(uninterrupted, 
                {k: v for k, v in two.items() if k not in ("seconds", "step_memory_mb")}
 
 
+def test_resume_continues_a_data_parallel_run_in_its_own_directory(uninterrupted, tmp_path):
+    """--resume with --workers: the workers start from the run directory's checkpoint, train the
+    epochs added, and the run records the change as a single-process resume does."""
+    import shutil
+
+    from gnn1000.tune.data_parallel import fit_data_parallel
+
+    run = shutil.copytree(uninterrupted[0], tmp_path / "run")
+    final = fit_data_parallel(config_text([*FULL_BATCH_REVGNN, "experiment.epochs = 4"]), run, workers=2, resume=True)
+    assert [r["epoch"] for r in history(run)] == [1, 2, 3, 4] and final["epoch"] == 4
+    assert history(run)[:3] == history(uninterrupted[0])
+    [entry] = [json.loads(line) for line in (run / "resumes.jsonl").read_text().splitlines()]
+    assert entry["after_epoch"] == 3 and entry["changed"] == {"experiment.epochs": {"from": 3, "to": 4}}
+
+
 def test_a_bad_setting_in_the_workers_is_the_users_error_not_rays(ray_cpus, tmp_path):
     """A setting only the workers meet (the model is built there) comes back as gnn1000's own error,
     which the CLI prints as one paragraph with exit code 2, not as Ray's wrapping of it."""

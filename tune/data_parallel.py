@@ -89,20 +89,17 @@ def fit_data_parallel(config_text: str, run_dir: str | Path, *, workers: int,
     name = name or f"{run_dir.name}-{uuid.uuid4().hex[:8]}"
     storage = storage or str(run_dir.parent / "ray-train")
     storage = storage if "://" in storage else str(Path(storage).expanduser().resolve())
-    # the workers copy run_dir's checkpoint to resume: on a cluster it must be on shared storage
-    start = ray.train.Checkpoint.from_directory(str(run_dir)) if resume else None
     forward = Queue(actor_options={"num_cpus": 0})
     trainer = TorchTrainer(
         _train_worker,
         train_loop_config={"config_text": config_text, "workdir": os.getcwd(), "use_gpu": gpus_per_worker > 0,
-                           "resume_from": start.path if start else None, "scratch": str(SCRATCH / uuid.uuid4().hex)},
+                           "resume_from": str(run_dir) if resume else None, "scratch": str(SCRATCH / uuid.uuid4().hex)},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0,
                                      resources_per_worker={"CPU": cpus_per_worker,
                                                            **({"GPU": gpus_per_worker} if gpus_per_worker else {})}),
         run_config=RunConfig(name=name, storage_path=storage, callbacks=[_Forward(forward)],
                              failure_config=FailureConfig(max_failures=max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2)),
-        resume_from_checkpoint=start,
     )
     outcome: dict = {}
 
@@ -164,22 +161,23 @@ def _train_worker(loop_config: dict) -> None:
     device = str(ray.train.torch.get_device()) if loop_config["use_gpu"] else "cpu"
     gin_config.load(None, [loop_config["config_text"], f"experiment.device = {device!r}"])
     run_dir = Path(loop_config["scratch"]) / f"rank-{rank}"
-    start = ray.train.get_checkpoint()
+    reported_here = ray.train.get_checkpoint()  # a checkpoint of this run: the group was restarted
+    # --resume: the run directory itself (on a cluster it must be on storage every node reads)
+    start = reported_here or (ray.train.Checkpoint.from_directory(loop_config["resume_from"])
+                              if loop_config["resume_from"] else None)
     restored = restore_run_dir(run_dir, start)
     main = rank == 0
     experiment = build_experiment(run_dir, progress=False, log=print if main else (lambda _: None),
                                   ranks=Ranks.current())
-    if restored and start.path != loop_config["resume_from"]:
-        # a checkpoint this run reported: a worker was lost, and the records say so (resumes.jsonl,
-        # config.gin's header). A failure before the first report of a --resume restarts unrecorded.
+    if reported_here is not None:  # a worker was lost: the records say so (resumes.jsonl, config.gin's header)
         entry = resume_entry(checkpoint.load_latest(experiment.run.last)[0]["epoch"], {},
                              experiment.run.last.name)
         entry["reason"] = "Ray Train restarted the worker group from this checkpoint after a worker failed"
         experiment.run.record_resume(entry)
 
     def report(metrics: dict) -> None:
-        checkpoint = ray.train.Checkpoint.from_directory(str(run_dir)) if main else None
-        ray.train.report(metrics, checkpoint=checkpoint)  # every rank: it is a barrier
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(run_dir)) if main else None)
+        # (every rank reports: it is a barrier)
 
     experiment.on_epoch = lambda record, _last: report(reported(record))
     try:
