@@ -17,6 +17,7 @@ import torch
 from gnn1000 import checkpoint, config, encoders
 from gnn1000.errors import ConfigError, Gnn1000Error, plugin_error
 from gnn1000.experiment import Experiment, check_graph_sampler, pick_device
+from gnn1000.ranks import Ranks
 from gnn1000.rundir import RunDir
 from gnn1000.registry import gin_name
 
@@ -60,13 +61,23 @@ def build_model(architecture: str, data) -> torch.nn.Module:
     return encoders.wrap(model, getattr(data, "encoders", None))
 
 
+def _load_data(dataset: str, ranks: Ranks):
+    """The dataset; data-parallel ranks on one machine share its cache, so the first of them fills
+    it (copies, processes) before the others read it."""
+    load = config.reference("datasets", dataset)
+    first = ranks.local_rank == 0
+    data = load() if first else None
+    ranks.barrier()
+    return data if first else load()
+
+
 def build_experiment(run_dir: Path | str, **kwargs) -> Experiment:
     """The experiment the parsed gin config describes, in ``run_dir``; ``kwargs`` go to :class:`Experiment`
-    (``progress``, ``on_epoch``, ``log``)."""
+    (``progress``, ``on_epoch``, ``log``, ``ranks``)."""
     settings = config.settings()
     checkpoint.seed_everything(settings.seed)
     device = pick_device(settings.device)
-    data = config.reference("datasets", settings.dataset)()
+    data = _load_data(settings.dataset, kwargs.get("ranks") or Ranks.current())
     check_graph_sampler(data, settings.sampler)
     sampler = config.reference("samplers", settings.sampler)() if data.level == "node" else None
     model = build_model(settings.architecture, data).to(device)

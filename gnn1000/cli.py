@@ -23,6 +23,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from gnn1000.build import build_experiment
     from gnn1000.rundir import RunDir
 
+    parallel = _data_parallel_flags(args)
     if args.seeds is not None or args.folds is not None or (args.resume and repeats.is_repeated_run(args.resume)):
         return repeats.cmd_train_repeats(args)
     if args.resume:
@@ -38,6 +39,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = (RunDir.for_new_run(args.run_dir, args.overwrite) if args.run_dir
                else RunDir.new(gin_config.run_name(loaded.name)))
     print(f"run directory: {run.path}", flush=True)
+    if parallel:
+        from gnn1000.tune.data_parallel import train_with_workers
+
+        summary = train_with_workers(run, resume=bool(args.resume), workers=args.workers,
+                                     gpus_per_worker=args.gpus_per_worker, address=args.address,
+                                     storage=args.storage)
+        _print_summary(summary, run)
+        return 0
     experiment = build_experiment(run.path, progress=not args.no_progress)
     print(f"{experiment.cfg.architecture} on {experiment.data.name}: "
           f"{experiment.num_parameters:,} parameters, device {experiment.device}", flush=True)
@@ -45,14 +54,39 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary = experiment.fit(resume=bool(args.resume))
     finally:
         run.release()
+    _print_summary(summary, run)
+    return 0
+
+
+def _data_parallel_flags(args: argparse.Namespace) -> bool:
+    """True for a data-parallel run (--workers); its companion flags alone, or with --seeds or
+    --folds, are refused."""
+    given = [flag for flag, value in (("--gpus-per-worker", args.gpus_per_worker), ("--address", args.address),
+                                      ("--storage", args.storage)) if value is not None]
+    if args.workers is None:
+        if given:
+            raise Gnn1000Error(f"{', '.join(given)} only apply to a data-parallel run; add --workers N "
+                               f"(N Ray Train workers), or leave {'them' if len(given) > 1 else 'it'} out.")
+        return False
+    if args.seeds is not None or args.folds is not None:
+        raise Gnn1000Error("--workers cannot be combined with --seeds or --folds: repeated runs train one "
+                           "process each. Run 'gnn1000 train CONFIG --workers N' once per seed "
+                           "(--bind 'experiment.seed = K', --run-dir DIR-K), or drop --workers.")
+    if args.workers < 1:
+        raise Gnn1000Error(f"--workers {args.workers}: the number of data-parallel workers must be >= 1.")
+    if args.gpus_per_worker is not None and args.gpus_per_worker < 0:
+        raise Gnn1000Error(f"--gpus-per-worker {args.gpus_per_worker:g}: must be >= 0 (0 trains on CPUs).")
+    return True
+
+
+def _print_summary(summary: dict, run) -> None:
     best = summary["best"]
     metric = summary["metric"]
     depth = f"{summary['num_layers']}-layer " if summary["num_layers"] else ""
     print(f"final test {metric}: {summary['test_at_best_valid']:.4f} "
           f"(model of epoch {best['epoch']}, best valid {metric} {best[f'valid_{metric}']:.4f}); "
-          f"{depth}{experiment.cfg.architecture}, memory {summary['step_memory_mb']:.0f} MB "
+          f"{depth}{summary['architecture']}, memory {summary['step_memory_mb']:.0f} MB "
           f"({summary['memory_kind']}); results in {run.path}", flush=True)
-    return 0
 
 
 def _trained(args: argparse.Namespace):
@@ -161,6 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--folds", type=int, metavar="N",
                        help="k-fold cross-validation: one run per fold in RUN_DIR/fold-<k>/ and the mean ± std "
                             "(datasets with a 'folds' option, e.g. tu)")
+    train.add_argument("--workers", type=int, metavar="N",
+                       help="train one model data-parallel in N Ray Train workers (DDP; gloo on CPU, NCCL on GPU)")
+    train.add_argument("--gpus-per-worker", type=float, metavar="G",
+                       help="GPUs each worker holds (default 0: CPUs; a fraction shares a GPU)")
+    train.add_argument("--address", help="with --workers: join a running Ray cluster ('auto' or HOST:PORT); "
+                                         "default: a new local Ray")
+    train.add_argument("--storage", help="with --workers: Ray Train's storage for checkpoints, shared by every node "
+                                         "(an NFS path or s3://...); default: ray-train/ beside the run directory")
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="score a run's model on every split")

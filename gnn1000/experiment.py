@@ -7,6 +7,8 @@ every Ray Tune trial, which run this same loop (Tune only passes ``on_epoch``).
 
 from __future__ import annotations
 
+import inspect
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -22,6 +24,7 @@ from gnn1000 import checkpoint, guard, memory, precision, resume
 from gnn1000.data import SPLITS, GraphTaskData, NodeTaskData
 from gnn1000.errors import ConfigError, Gnn1000Error
 from gnn1000.protocols import EpochAware, Sampler
+from gnn1000.ranks import Ranks
 from gnn1000.registry import resolve
 from gnn1000.rundir import RunDir
 from gnn1000.settings import ExperimentConfig
@@ -42,32 +45,48 @@ def pick_device(name: str) -> torch.device:
 
 class NodeLevel:
     """Predicting the nodes of one graph: the sampler plugin cuts it into batches, and a node's
-    logits are averaged over every batch (and view) it appears in."""
+    logits are averaged over every batch (and view) it appears in. Under data parallelism each rank
+    takes its share of the batches (``shard``), and the per-node sums are added up over ranks."""
 
-    def __init__(self, data: NodeTaskData, sampler: Sampler, device: torch.device):
+    def __init__(self, data: NodeTaskData, sampler: Sampler, device: torch.device, ranks: Ranks):
         self.graph = data.graph.to(device)
         self.sampler = sampler
+        self.ranks = ranks
         self.quiet: bool | None = None  # progress bars: None shows them on a terminal only
+        # a third-party sampler without ``shard`` is sharded here, after it built every batch
+        self.shards = "shard" in inspect.signature(sampler.batches).parameters
 
     def num_batches(self, train: bool) -> int | None:
         count = getattr(self.sampler, "num_batches", None)  # optional in the sampler protocol
         return count(self.graph, train) if count is not None else None
 
+    def _batches(self, train: bool):
+        if self.shards:
+            return self.sampler.batches(self.graph, train=train, shard=(self.ranks.rank, self.ranks.world))
+        return itertools.islice(self.sampler.batches(self.graph, train=train), self.ranks.rank, None,
+                                self.ranks.world)
+
     def train_batches(self):
-        """(batch, mask of the batch's rows that train)."""
-        for batch in self.sampler.batches(self.graph, train=True):
+        """(batch, mask of the batch's rows that train), this rank's share."""
+        for batch in self._batches(train=True):
             yield batch, batch.train_mask
 
     def predict(self, forward) -> torch.Tensor:
         sums = counts = None
-        for batch in _bar(self.sampler.batches(self.graph, train=False), self.num_batches(False), "evaluating",
-                          self.quiet):
+        for batch in _bar(self._batches(train=False), self.num_batches(False), "evaluating", self.quiet):
             out = forward(batch)
             if sums is None:
                 sums = out.new_zeros(self.graph.num_nodes, out.size(-1))
                 counts = out.new_zeros(self.graph.num_nodes)
             sums.index_add_(0, batch.n_id, out)
             counts.index_add_(0, batch.n_id, torch.ones_like(batch.n_id, dtype=out.dtype))
+        if self.ranks.parallel:  # a rank may have had no batch: the shape comes from a rank that had one
+            width = max(self.ranks.gather(None if sums is None else sums.size(-1)), key=lambda w: w or 0)
+            if sums is None:
+                sums = torch.zeros(self.graph.num_nodes, width, device=self.graph.x.device)
+                counts = torch.zeros(self.graph.num_nodes, device=self.graph.x.device)
+            self.ranks.sum(sums)
+            self.ranks.sum(counts)
         return sums / counts.clamp(min=1).unsqueeze(-1)
 
     def split_predictions(self, forward) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -80,16 +99,22 @@ class NodeLevel:
 class GraphLevel:
     """Predicting whole graphs: PyG's DataLoader batches them, and ``batch.batch`` tells GraphNorm
     and the readout which graph each node belongs to. With ``graphs_per_epoch`` an epoch trains on
-    that many random training graphs, and the train score covers the first that many of the split."""
+    that many random training graphs, and the train score covers the first that many of the split.
+    Under data parallelism rank r takes mini-batches r, r + world, ... of the epoch's order."""
 
-    def __init__(self, data: GraphTaskData, cfg: ExperimentConfig, device: torch.device):
+    def __init__(self, data: GraphTaskData, cfg: ExperimentConfig, device: torch.device, ranks: Ranks):
         self.dataset, self.split, self.device = data.dataset, data.split, device
         self.batch_size, self.limit = cfg.batch_size, cfg.graphs_per_epoch
+        self.ranks = ranks
         self.quiet: bool | None = None  # progress bars: None shows them on a terminal only
 
-    def _loader(self, index: torch.Tensor):
-        for batch in DataLoader(self.dataset[index], batch_size=self.batch_size):
-            yield batch.to(self.device)
+    def _mine(self, index: torch.Tensor) -> list[torch.Tensor]:
+        """This rank's mini-batches (graph ids) of ``index``, cut as one process would cut them."""
+        return self.ranks.mine(list(index.split(self.batch_size)))
+
+    def _loader(self, chunks: list[torch.Tensor]):
+        for chunk in chunks:
+            yield next(iter(DataLoader(self.dataset[chunk], batch_size=chunk.numel()))).to(self.device)
 
     def num_batches(self, train: bool) -> int:
         count = self.split["train"].numel() if self.limit is None else min(self.limit, self.split["train"].numel())
@@ -98,14 +123,20 @@ class GraphLevel:
     def train_batches(self):
         index = self.split["train"]
         index = index[torch.randperm(index.numel())[:self.limit]]
-        for batch in self._loader(index):
+        for batch in self._loader(self._mine(index)):
             yield batch, torch.ones(batch.num_graphs, dtype=torch.bool, device=self.device)
 
     def _predict(self, forward, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        chunks = self._mine(index)
         outs, ys = [], []
-        for batch in _bar(self._loader(index), -(-index.numel() // self.batch_size), "evaluating", self.quiet):
+        for batch in _bar(self._loader(chunks), len(chunks), "evaluating", self.quiet):
             outs.append(forward(batch))
             ys.append(batch.y)
+        if self.ranks.parallel:  # back in the order of index: chunk i was rank i % world's (i // world)-th
+            shares = self.ranks.gather([(o.cpu(), y.cpu()) for o, y in zip(outs, ys)])
+            ordered = [shares[i % self.ranks.world][i // self.ranks.world]
+                       for i in range(sum(len(share) for share in shares))]
+            outs, ys = [o.to(self.device) for o, _ in ordered], [y.to(self.device) for _, y in ordered]
         return torch.cat(outs), torch.cat(ys)
 
     def predict(self, forward) -> torch.Tensor:
@@ -143,6 +174,10 @@ class Experiment:
         optimizer: Default: the registered ``settings.optimizer`` over the model's parameters.
         scheduler: Default: the registered ``settings.scheduler``; stepped once per epoch.
         config_text: What ``config.gin`` records (the configuration layer passes the operative gin config).
+        ranks: This process's place in a data-parallel run (:class:`~gnn1000.ranks.Ranks`, set up by
+            ``gnn1000.tune.data_parallel``); default: the process group torch.distributed holds, if any.
+            Every rank runs this loop on its share of each epoch's batches; only rank 0's run directory
+            is kept, so the caller gives the other ranks a scratch one.
 
     Seed (``gnn1000.checkpoint.seed_everything``) before building the model for a reproducible run.
     """
@@ -152,8 +187,9 @@ class Experiment:
                  optimizer: torch.optim.Optimizer | None = None,
                  scheduler: LRScheduler | ReduceLROnPlateau | None = None, config_text: str = "",
                  progress: bool = True, on_epoch: Callable[[dict, Path], None] | None = None,
-                 log: Callable[[str], None] = tqdm.write):
+                 log: Callable[[str], None] = tqdm.write, ranks: Ranks | None = None):
         self.cfg = settings
+        self.ranks = ranks if ranks is not None else Ranks.current()
         self.run = RunDir(Path(run_dir))
         self.config_text = config_text
         self.progress = progress
@@ -163,12 +199,13 @@ class Experiment:
         self.data = data
         self.task = self.data.task
         if self.data.level == "node":
-            self.runner = NodeLevel(self.data, sampler, self.device)
+            self.runner = NodeLevel(self.data, sampler, self.device, self.ranks)
         else:
             check_graph_sampler(self.data, self.cfg.sampler)
-            self.runner = GraphLevel(self.data, self.cfg, self.device)
+            self.runner = GraphLevel(self.data, self.cfg, self.device, self.ranks)
         self.runner.quiet = None if self.progress else True
         self.model = model.to(self.device)
+        self.trained = self._data_parallel(self.model)  # what training steps call; self.model is saved
         if optimizer is None:
             optimizer = resolve("optimizers", self.cfg.optimizer)(self.model.parameters(), lr=self.cfg.lr,
                                                                  weight_decay=self.cfg.weight_decay)
@@ -186,30 +223,74 @@ class Experiment:
         self.best: dict | None = None
         self.history: list[dict] = []
 
+    def _data_parallel(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model in DDP when several ranks train it (gradients averaged in backward), else itself."""
+        if not self.ranks.parallel:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        # static_graph: parameters an operator leaves unused (RevGNN's edge encoder under gcn) are found
+        # once, in the first step, instead of find_unused_parameters' search in every step; it also
+        # lets reentrant checkpointing and the reversible stack's own backward run under DDP.
+        cuda = self.device.type == "cuda"
+        index = self.device.index if self.device.index is not None or not cuda else torch.cuda.current_device()
+        return DistributedDataParallel(model, device_ids=[index] if cuda else None, static_graph=True)
+
+    def _same_draws(self) -> None:
+        """Every rank continues from rank 0's random state, so all draw the same partitions and
+        orders and each takes its share of one draw (dropout had consumed different amounts)."""
+        if self.ranks.parallel:
+            torch.set_rng_state(self.ranks.from_main(torch.get_rng_state()))
+
     @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
     # -- one epoch -----------------------------------------------------------------------------
 
-    def _forward(self, batch) -> torch.Tensor:
+    def _forward(self, batch, model: torch.nn.Module | None = None) -> torch.Tensor:
         """Logits in float32 whatever ``precision`` the model computed in (losses and scores want it)."""
         with precision.autocast(self.device, self.cfg.precision):
-            out = self.model(batch.x, batch.edge_index, batch.edge_attr, getattr(batch, "batch", None))
+            out = (model or self.model)(batch.x, batch.edge_index, batch.edge_attr, getattr(batch, "batch", None))
         return out.float()
+
+    def _steps(self):
+        """(batch, mask, weight, rows) per optimizer step, the same number of steps on every rank.
+
+        ``weight`` scales this rank's mean loss so that DDP's average over ranks is the gradient of
+        the mean loss over the union of the ranks' rows, as one process stepping on them would get:
+        world * n_rank / n_all. A rank out of batches (uneven shares) steps on its last batch with
+        weight 0, as DDP needs every rank in every gradient all-reduce.
+        """
+        batches, last = iter(self.runner.train_batches()), None
+        while True:
+            item = next(batches, None)
+            rows = int(item[1].sum()) if item is not None else 0
+            total_rows, have = self.ranks.sum(torch.tensor([float(rows), float(item is not None)])).tolist()
+            if not have:
+                return
+            if not total_rows:
+                continue  # no rank has a training row in this step: every rank skips it
+            if rows:
+                last = item
+                yield item[0], item[1], self.ranks.world * rows / total_rows, rows
+            elif last is None:
+                raise ConfigError(f"Sampler {self.cfg.sampler!r} gave rank {self.ranks.rank} of {self.ranks.world} "
+                                  f"nothing to train on in the first step of epoch {self.epoch}: an epoch needs at "
+                                  f"least as many batches as there are workers. Use fewer --workers or more parts.")
+            else:
+                yield last[0], last[1], 0.0, 0
 
     def train_epoch(self) -> float:
         self.model.train()
+        self._same_draws()
         total, count = 0.0, 0
-        bar = _bar(self.runner.train_batches(), self.runner.num_batches(True), f"epoch {self.epoch}",
+        bar = _bar(self._steps(), self.runner.num_batches(True), f"epoch {self.epoch}",
                    disable=None if self.progress else True)
-        for step, (batch, mask) in enumerate(bar):
-            n = int(mask.sum())
-            if n == 0:
-                continue
+        for step, (batch, mask, weight, n) in enumerate(bar):
             self.optimizer.zero_grad(set_to_none=True)
-            loss = self.task.loss(self._forward(batch)[mask], batch.y[mask])
-            self.scaler.scale(loss).backward()
+            loss = self.task.loss(self._forward(batch, self.trained)[mask], batch.y[mask])
+            self.scaler.scale(loss * weight if self.ranks.parallel else loss).backward()
             self.scaler.unscale_(self.optimizer)  # clipping sees the true gradients
             norm = guard.grad_norm(self.model.parameters(), self.cfg.grad_clip)
             guard.optimizer_step(self.optimizer, self.run, self.epoch, step, self.cfg.lr, self.scaler)
@@ -220,7 +301,9 @@ class Experiment:
             guard.check_step(self.run, self.model, loss, norm, self.epoch, step, self.cfg.lr)
             total += loss.item() * n
             count += n
-            bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
+            if count:
+                bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
+        total, count = self.ranks.sum(torch.tensor([total, float(count)], dtype=torch.float64)).tolist()
         if count == 0:
             raise ConfigError(f"Sampler {self.cfg.sampler!r} yielded nothing to train on in epoch {self.epoch}.")
         return total / count
@@ -230,16 +313,21 @@ class Experiment:
         """Logits for every node (averaged over every batch and view the sampler puts it in), or
         for every graph of a graph-level dataset."""
         self.model.eval()
+        self._same_draws()
         return self.runner.predict(self._forward)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
+        """Every split's score; under data parallelism the ranks predict their shares, every rank
+        holds the gathered predictions, and rank 0 scores them for all."""
         self.model.eval()
+        self._same_draws()
         scores = {}
         for split, (logits, y) in self.runner.split_predictions(self._forward).items():
-            guard.check_outputs(self.run, split, logits, self.epoch, self.cfg.lr)
-            scores[f"{split}_{self.metric}"] = self.task.score(logits, y)
-        return scores
+            guard.check_outputs(self.run, split, logits, self.epoch, self.cfg.lr)  # on every rank: all stop
+            if self.ranks.is_main:
+                scores[f"{split}_{self.metric}"] = self.task.score(logits, y)
+        return self.ranks.from_main(scores)
 
     # -- the loop ------------------------------------------------------------------------------
 

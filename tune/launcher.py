@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +24,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from gnn1000 import config as gin_config
 from gnn1000.errors import ConfigError
-from gnn1000.tune import reaper
+from gnn1000.tune.cluster import check_address, ray_session  # noqa: F401  check_address: a public name here
 from gnn1000.tune.space import SearchConfig, bindings_for, check_group_divisibility
 from gnn1000.tune.trial import train_trial
 
@@ -133,35 +132,8 @@ def run_search(search_file: str | Path, *, bindings: list[str] | tuple[str, ...]
         search.settings.num_samples = num_samples
     root = storage_root(storage)
     restore = latest_search_dir(root, search.name) if resume else None  # fail before Ray starts
-    check_address(address)
-    started = not ray.is_initialized()
-    watcher = reaper.start() if started else None  # stops the Ray this driver starts, if it is killed
-    try:
-        if started:
-            try:
-                ray.init(address=address)  # None starts a local Ray; 'auto' or host:port joins a cluster
-            except ConnectionError as exc:
-                raise ConfigError(f"--address {address}: could not join a Ray cluster there ({exc}).") from None
+    with ray_session(address):
         return _fit(search, root, restore, callback, log)
-    finally:
-        if started:
-            ray.shutdown()
-            reaper.stop(watcher)
-
-
-def check_address(address: str | None) -> None:
-    """A HOST:PORT where nothing listens fails in seconds, naming it (Ray itself retries ~30 s)."""
-    if address in (None, "auto", "local"):
-        return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"--address {address!r} is not HOST:PORT (or 'auto', 'local', ray://HOST:PORT).")
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except OSError as exc:
-        raise ConfigError(f"--address {address}: no Ray head answers at {host}:{port} "
-                          f"({exc.strerror or exc}). Check the address, start a head there with "
-                          f"'ray start --head --port {port}', or leave --address out to run a local Ray.") from None
 
 
 def _fit(search: Search, root: str, restore: str | None, callback, log) -> dict:

@@ -21,17 +21,13 @@ from ray import tune
 
 from gnn1000 import config as gin_config
 from gnn1000.errors import Gnn1000Error
+from gnn1000.tune.run_checkpoint import reported, restore_run_dir
 from gnn1000.tune.space import bindings_for  # the module also registers `search`, which trial configs bind
 
 
 def trial_device() -> str:
     """'cuda' (the GPU Ray gave this trial, the only one it sees) or 'cpu' without one or without CUDA."""
     return "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-
-
-def reported(record: dict) -> dict:
-    """The epoch's metrics, flattened to what Tune's tables and schedulers take."""
-    return {key: value for key, value in record.items() if isinstance(value, (int, float, str, bool))}
 
 
 def train_trial(params: dict, *, base_config: str, workdir: str,
@@ -52,7 +48,7 @@ def train_trial(params: dict, *, base_config: str, workdir: str,
     gin_config.load(None, [base_config, *bindings_for(params), f"experiment.device = {trial_device()!r}"],
                     search=True)
 
-    resume = _restore_run_dir(run_dir)
+    resume = restore_run_dir(run_dir, tune.get_checkpoint())
     experiment = build_experiment(run_dir, progress=False, log=print)
 
     def on_epoch(record: dict, _last: Path) -> None:
@@ -72,15 +68,3 @@ def train_trial(params: dict, *, base_config: str, workdir: str,
         shutil.rmtree(run_dir, ignore_errors=True)
         with contextlib.suppress(OSError):  # the search's folder goes with its last trial
             run_dir.parent.rmdir()
-
-
-def _restore_run_dir(run_dir: Path) -> bool:
-    """Put the last reported checkpoint in place of whatever a crashed attempt left; True if there was one."""
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        return False
-    with checkpoint.as_directory() as saved:
-        shutil.copytree(saved, run_dir)
-    return True

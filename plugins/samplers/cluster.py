@@ -4,6 +4,7 @@ The graph is partitioned once with METIS into ``num_parts`` clusters. Each train
 the clusters and joins ``clusters_per_batch`` of them into one batch, the induced subgraph of their
 union, so edges between the chosen clusters come back (Chiang et al., 2019). Evaluation walks the
 clusters in a fixed order. Shuffling draws from torch's global generator (checkpointed).
+Data-parallel ranks (``shard=(rank, world)``) shuffle alike and each takes every ``world``-th batch.
 """
 
 from __future__ import annotations
@@ -63,10 +64,11 @@ class Cluster:
             self._clusters = (key, [m for m in members if m.numel()])
         return self._clusters[1]
 
-    def batches(self, graph: Data, train: bool) -> Iterator[Data]:
+    def batches(self, graph: Data, train: bool, shard: tuple[int, int] = (0, 1)) -> Iterator[Data]:
         clusters = self.clusters(graph)
         order = torch.randperm(len(clusters)) if train else torch.arange(len(clusters))
-        for group in order.split(self.clusters_per_batch):
+        rank, world = shard
+        for group in order.split(self.clusters_per_batch)[rank::world]:
             nodes = torch.cat([clusters[i] for i in group.tolist()]).sort().values
             yield induced_subgraph(graph, nodes.to(graph.edge_index.device))
 

@@ -5,6 +5,8 @@ part's induced subgraph. Training uses ``num_parts`` parts; evaluation uses ``ev
 each of ``num_views`` independent partitions, and the loop averages each node's logits over every
 view (the paper: 10 parts to train, 3 parts x 10 views to test). Randomness comes from torch's global
 generator, which checkpoints save, so a resumed run draws the same partitions as an unbroken one.
+Data-parallel ranks (``shard=(rank, world)``) draw the same partitions and each takes every
+``world``-th part of them, so together they cover exactly the parts one process would.
 """
 
 from __future__ import annotations
@@ -38,11 +40,12 @@ class RandomPartition:
         perm = torch.randperm(num_nodes)
         return [part.sort().values for part in perm.tensor_split(num_parts)]
 
-    def batches(self, graph: Data, train: bool) -> Iterator[Data]:
+    def batches(self, graph: Data, train: bool, shard: tuple[int, int] = (0, 1)) -> Iterator[Data]:
         parts, views = (self.num_parts, 1) if train else (self.eval_parts, self.num_views)
-        for _ in range(views):
-            for nodes in self.partition(graph.num_nodes, parts):
-                yield induced_subgraph(graph, nodes.to(graph.edge_index.device))
+        rank, world = shard
+        drawn = [nodes for _ in range(views) for nodes in self.partition(graph.num_nodes, parts)]
+        for nodes in drawn[rank::world]:
+            yield induced_subgraph(graph, nodes.to(graph.edge_index.device))
 
     def num_batches(self, graph: Data, train: bool) -> int:
         """What :meth:`batches` yields: the progress bar's total."""

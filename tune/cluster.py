@@ -1,0 +1,49 @@
+"""Joining or starting the Ray that ``gnn1000 tune`` and ``gnn1000 train --workers`` run on."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+
+import ray
+
+from gnn1000.errors import ConfigError
+from gnn1000.tune import reaper
+
+
+def check_address(address: str | None) -> None:
+    """A HOST:PORT where nothing listens fails in seconds, naming it (Ray itself retries ~30 s)."""
+    if address in (None, "auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address {address!r} is not HOST:PORT (or 'auto', 'local', ray://HOST:PORT).")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ConfigError(f"--address {address}: no Ray head answers at {host}:{port} "
+                          f"({exc.strerror or exc}). Check the address, start a head there with "
+                          f"'ray start --head --port {port}', or leave --address out to run a local Ray.") from None
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None, **init_kwargs) -> Iterator[None]:
+    """Ray for the body: the one already initialised, the cluster at ``address`` ('auto' or
+    HOST:PORT; None: the one 'ray start' runs here, else a new one), or with 'local' always a new
+    local Ray sized by ``init_kwargs`` (e.g. num_cpus). A Ray started here is shut down afterwards,
+    and reaped if this driver is killed."""
+    check_address(address)
+    started = not ray.is_initialized()
+    watcher = reaper.start() if started else None  # stops the Ray this driver starts, if it is killed
+    try:
+        if started:
+            try:
+                ray.init(address=address, **(init_kwargs if address == "local" else {}))
+            except ConnectionError as exc:
+                raise ConfigError(f"--address {address}: could not join a Ray cluster there ({exc}).") from None
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+            reaper.stop(watcher)

@@ -1,0 +1,44 @@
+"""A run directory as a Ray checkpoint: what Tune trials and Ray Train workers report and restore.
+
+The checkpoint Ray keeps is the run directory itself (config, metrics, last and best weights), so a
+retried trial or a restarted worker group copies it back and continues with
+``Experiment.fit(resume=True)``, exactly as ``gnn1000 train --resume`` does.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+LOCK = ".lock"  # the writer's flock file: never copied over a lock another process holds
+
+
+def reported(record: dict) -> dict:
+    """The epoch's metrics, flattened to what Tune's tables and schedulers take."""
+    return {key: value for key, value in record.items() if isinstance(value, (int, float, str, bool))}
+
+
+def restore_run_dir(run_dir: Path, checkpoint) -> bool:
+    """Put ``checkpoint`` (a Ray checkpoint or None) in place of whatever a crashed attempt left in
+    the scratch folder ``run_dir``; True if there was one to continue from."""
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    if checkpoint is None:
+        return False
+    with checkpoint.as_directory() as saved:
+        shutil.copytree(saved, run_dir, ignore=shutil.ignore_patterns(LOCK))
+    return True
+
+
+def mirror(saved: Path, run_dir: Path) -> None:
+    """Copy a reported run directory over ``run_dir`` file by file, each by temporary file and
+    rename, so a kill mid-copy leaves every file whole (the lock ``run_dir``'s owner holds stays)."""
+    for source in sorted(saved.rglob("*")):
+        if source.is_dir() or source.name == LOCK:
+            continue
+        target = run_dir / source.relative_to(saved)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.mirror")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
