@@ -84,7 +84,7 @@ class PreActBlock(torch.nn.Module):
 
     Shapes: ``x`` (N, in_channels), ``edge_index`` (2, E), ``edge_attr`` (E, edge_dim),
     ``batch`` (N,) -> (N, out_channels). ``dropout_mask`` (N, in_channels) lets a reversible stack
-    apply one mask in every layer, which its inverse needs.
+    apply a mask it can replay in its backward pass (shared by every layer, or drawn per layer).
 
     >>> block = PreActBlock(8, 8, operator="gcn")
     >>> block(torch.randn(4, 8), torch.tensor([[0, 1, 2], [1, 2, 3]])).shape
