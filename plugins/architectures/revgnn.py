@@ -54,10 +54,9 @@ class RevGNN(torch.nn.Module):
         norm: The normalisation: a registry name ('layernorm', 'batchnorm', 'graphnorm',
             'identity'), a class or a callable ``(channels, **kwargs)``.
         dropout: Dropout probability inside the blocks and in the head.
-        dropout_masks: 'per_layer' draws a fresh mask in every layer (regenerated from one seed in the
-            backward pass, so memory stays flat); 'shared' uses one mask for every layer, as the
-            paper's code does. Shared masks drop the same channels in all L layers, so their
-            train/eval mismatch compounds with depth.
+        dropout_masks: 'shared' (default) uses one mask for every layer, as the paper's code does;
+            'per_layer' draws a fresh mask in every layer, regenerated from one seed in the backward
+            pass, so memory stays flat in depth.
         edge_dim: Width of the edge features, or None; they are encoded to D and split per group.
         operator_kwargs: Extra constructor arguments of the operator (e.g. ``{"heads": 2}``).
         norm_kwargs: Extra constructor arguments of the norm (e.g. ``{"eps": 1e-6}``).
@@ -86,7 +85,7 @@ class RevGNN(torch.nn.Module):
                  edge_dim: int | None = None, operator_kwargs: dict | None = None,
                  norm_kwargs: dict | None = None, num_groups: int = 2, weight_tied: bool = False,
                  reversible: bool = True, stream_dtype: str | None = "float64", readout: str | None = None,
-                 input_dropout: float = 0.0, dropout_masks: str = "per_layer", branch_scale: float | None = None):
+                 input_dropout: float = 0.0, dropout_masks: str = "shared", branch_scale: float | None = None):
         super().__init__()
         self.in_channels, self.hidden_channels, self.out_channels = in_channels, hidden_channels, out_channels
         check_sizes("revgnn", in_channels, hidden_channels, out_channels, num_layers)
