@@ -5,7 +5,7 @@ import torch
 from torch_geometric.nn import GraphConv
 
 from gnn1000.errors import ConfigError
-from gnn1000.nn.blocks import PreActBlock
+from gnn1000.nn.blocks import LayerDropoutMasks, PreActBlock
 from gnn1000.nn.reversible import GroupedCoupling, ReversibleStack
 from gnn1000.plugins.architectures.revgnn import RevGNN
 from gnn1000.registry import register
@@ -73,11 +73,13 @@ def assert_gradients_match(rev, ref, graph, rtol, batch=None):
             assert (g - g_ref).norm() <= rtol * max(g_ref.norm(), 1e-6 * scale), name
 
 
+@pytest.mark.parametrize("masks", ["per_layer", "shared"])
 @pytest.mark.parametrize("weight_tied", [False, True], ids=["untied", "tied"])
 @pytest.mark.parametrize("groups", [2, 3, 4])
 @pytest.mark.parametrize("operator", OPERATORS)
-def test_gradients_match_plain_autograd_at_64_layers(operator, groups, weight_tied):
-    rev, ref = make_pair(64, operator=operator, num_groups=groups, weight_tied=weight_tied, dropout=0.2)
+def test_gradients_match_plain_autograd_at_64_layers(operator, groups, weight_tied, masks):
+    rev, ref = make_pair(64, operator=operator, num_groups=groups, weight_tied=weight_tied, dropout=0.2,
+                         dropout_masks=masks)
     assert_gradients_match(rev, ref, tiny_graph(), rtol=1e-5)
 
 
@@ -86,6 +88,21 @@ def test_gradients_match_plain_autograd_at_1001_layers(operator, groups, weight_
     rev, ref = make_pair(1001, operator=operator, num_groups=groups, weight_tied=weight_tied,
                          dropout=0.1, hidden=12)
     assert_gradients_match(rev, ref, tiny_graph(nodes=12, edges=40), rtol=1e-4)
+
+
+@pytest.mark.parametrize("weight_tied", [False, True], ids=["untied", "tied"])
+def test_gradients_match_with_a_learnable_branch_scale(weight_tied):
+    rev, ref = make_pair(64, operator="gcn", num_groups=2, weight_tied=weight_tied, dropout=0.2,
+                         branch_scale=0.1)
+    scales = [name for name, _ in rev.named_parameters() if name.endswith(".scale")]
+    assert len(scales) == 2 * len(rev.stack.blocks)
+    assert_gradients_match(rev, ref, tiny_graph(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [0, -0.1, "small"])
+def test_bad_branch_scale_is_refused(bad):
+    with pytest.raises(ConfigError, match="branch_scale"):
+        RevGNN(IN, HIDDEN, OUT, 2, num_groups=2, branch_scale=bad)
 
 
 def test_float32_stream_as_in_the_paper_is_close_at_64_layers():
@@ -124,6 +141,57 @@ def test_inverse_with_the_forwards_dropout_mask():
     with torch.no_grad():
         y = rev.stack(x, edge_index, None, None, mask)
         torch.testing.assert_close(rev.stack.inverse(y, edge_index, None, None, mask), x, rtol=1e-5, atol=1e-5)
+
+
+def test_inverse_with_per_layer_masks():
+    rev, _ = make_pair(8, num_groups=2, dropout=0.3)
+    x = torch.randn(30, HIDDEN)
+    _, edge_index, _ = tiny_graph()
+    masks = LayerDropoutMasks(x, 0.3)
+    rev.train()
+    with torch.no_grad():
+        y = rev.stack(x, edge_index, None, None, masks)
+        torch.testing.assert_close(rev.stack.inverse(y, edge_index, None, None, masks), x, rtol=1e-5, atol=1e-5)
+
+
+def mask_seen_by_layers(model, graph):
+    """The dropout mask each layer's first body got in one training forward."""
+    seen = []
+    for block in model.stack.blocks:
+        block.bodies[0].register_forward_hook(lambda mod, args, out: seen.append(args[4]))
+    model.train()(*graph)
+    return seen
+
+
+@pytest.mark.parametrize("masks", ["per_layer", "shared"])
+def test_dropout_masks_per_layer_or_shared(masks):
+    model, _ = make_pair(4, num_groups=2, dropout=0.5, dropout_masks=masks)
+    seen = mask_seen_by_layers(model, tiny_graph())
+    assert len(seen) == 4 and all(m is not None for m in seen)
+    same = [torch.equal(seen[0], m) for m in seen[1:]]
+    assert same == ([False] * 3 if masks == "per_layer" else [True] * 3)
+
+
+def saved_bytes(model, graph):
+    """Bytes autograd keeps for the backward of one training forward."""
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model.train()(*graph)
+    return total
+
+
+def test_per_layer_masks_are_regenerated_not_stored():
+    """Per-layer masks keep what the backward holds flat in depth: 8 and 64 layers save the same bytes."""
+    graph = tiny_graph()
+    shallow, _ = make_pair(8, num_groups=2, dropout=0.5, dropout_masks="per_layer")
+    deep, _ = make_pair(64, num_groups=2, dropout=0.5, dropout_masks="per_layer")
+    assert saved_bytes(shallow, graph) == saved_bytes(deep, graph)
 
 
 @pytest.mark.parametrize("weight_tied", [False, True], ids=["untied", "tied"])
@@ -235,6 +303,11 @@ def test_group_errors_name_the_problem(hidden, groups, match):
 def test_randomness_inside_a_block_is_refused():
     with pytest.raises(ConfigError, match="revgnn.dropout"):
         RevGNN(IN, HIDDEN, OUT, 2, operator="gat", num_groups=2, operator_kwargs={"attention_dropout": 0.5})
+
+
+def test_unknown_dropout_masks_is_refused():
+    with pytest.raises(ConfigError, match="per_layer"):
+        RevGNN(IN, HIDDEN, OUT, 2, num_groups=2, dropout_masks="per-block")
 
 
 def test_unknown_stream_dtype_is_refused():

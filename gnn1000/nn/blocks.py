@@ -30,6 +30,41 @@ def shared_dropout_mask(like: Tensor, p: float, training: bool) -> Tensor | None
     return torch.empty_like(like).bernoulli_(1 - p).div_(1 - p)
 
 
+class LayerDropoutMasks:
+    """A fresh dropout mask per layer, regenerated on demand from one seed instead of stored.
+
+    A reversible backward must apply the mask each layer's forward used; keeping L masks would make
+    activation memory grow with depth, so layer ``i``'s mask is drawn from its own generator seeded
+    with ``seed + i`` (as torch.utils.checkpoint replays RNG state) and drawn again when needed.
+    The seed comes from torch's global generator, so ``torch.manual_seed`` makes a run repeatable.
+
+    >>> masks = LayerDropoutMasks(torch.ones(4, 6), p=0.5)
+    >>> torch.equal(masks(3), masks(3)), torch.equal(masks(0), masks(1))
+    (True, False)
+    """
+
+    def __init__(self, like: Tensor, p: float, seed: int | None = None):
+        self.shape, self.dtype, self.device, self.p = like.shape, like.dtype, like.device, p
+        self.seed = int(torch.randint(0, 2**62, ())) if seed is None else seed
+
+    def __call__(self, layer: int) -> Tensor:
+        generator = torch.Generator(device=self.device).manual_seed(self.seed + layer)
+        mask = torch.empty(self.shape, dtype=self.dtype, device=self.device)
+        return mask.bernoulli_(1 - self.p, generator=generator).div_(1 - self.p)
+
+
+def layer_dropout_mask(masks: Tensor | LayerDropoutMasks | None, layer: int) -> Tensor | None:
+    """Layer ``layer``'s mask: the shared one, the one drawn for that layer, or None."""
+    return masks(layer) if isinstance(masks, LayerDropoutMasks) else masks
+
+
+def check_branch_scale(branch_scale: float | None) -> float | None:
+    if branch_scale is not None and not (isinstance(branch_scale, (int, float)) and branch_scale > 0):
+        raise ConfigError(f"branch_scale={branch_scale!r} must be None (no scale) or a number > 0, "
+                          f"the initial value of the learnable per-channel scale of each block's output.")
+    return None if branch_scale is None else float(branch_scale)
+
+
 class PreActBlock(torch.nn.Module):
     """Norm -> ReLU -> Dropout -> Conv (DeeperGCN's res+ body, the paper's f_i).
 
@@ -43,10 +78,13 @@ class PreActBlock(torch.nn.Module):
         edge_dim: Width of the edge features, or None; passed only to operators that take it.
         operator_kwargs: Extra constructor arguments of the operator.
         norm_kwargs: Extra constructor arguments of the norm.
+        branch_scale: None, or the initial value of a learnable per-channel scale on the output
+            (LayerScale, Touvron et al. 2021): a small value starts each residual or reversible block
+            near the identity, which deep stacks train better from; coupling stays invertible.
 
     Shapes: ``x`` (N, in_channels), ``edge_index`` (2, E), ``edge_attr`` (E, edge_dim),
     ``batch`` (N,) -> (N, out_channels). ``dropout_mask`` (N, in_channels) lets a reversible stack
-    apply one mask in every layer, which its inverse needs.
+    apply a mask it can replay in its backward pass (shared by every layer, or drawn per layer).
 
     >>> block = PreActBlock(8, 8, operator="gcn")
     >>> block(torch.randn(4, 8), torch.tensor([[0, 1, 2], [1, 2, 3]])).shape
@@ -55,16 +93,24 @@ class PreActBlock(torch.nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, *, operator: ModuleSpec = "gen",
                  norm: ModuleSpec = "layernorm", dropout: float = 0.0, edge_dim: int | None = None,
-                 operator_kwargs: dict | None = None, norm_kwargs: dict | None = None):
+                 operator_kwargs: dict | None = None, norm_kwargs: dict | None = None,
+                 branch_scale: float | None = None):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.norm = build_norm(norm, in_channels, norm_kwargs)
         self.conv = build_operator(operator, in_channels, out_channels, edge_dim, operator_kwargs)
         self.dropout = check_dropout(dropout)
+        self.branch_scale = check_branch_scale(branch_scale)
+        self.scale = None
+        if branch_scale is not None:
+            self.scale = torch.nn.Parameter(torch.full((out_channels,), float(branch_scale)))
 
     def reset_parameters(self) -> None:
         reset(self.norm)
         reset(self.conv)
+        if self.scale is not None:
+            with torch.no_grad():
+                self.scale.fill_(self.branch_scale)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
                 batch: Tensor | None = None, dropout_mask: Tensor | None = None) -> Tensor:
@@ -73,7 +119,8 @@ class PreActBlock(torch.nn.Module):
             h = h * dropout_mask
         else:
             h = F.dropout(h, self.dropout, self.training)
-        return self.conv(h, edge_index, edge_attr)
+        h = self.conv(h, edge_index, edge_attr)
+        return h if self.scale is None else h * self.scale
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.in_channels}, {self.out_channels}, conv={self.conv!r})"

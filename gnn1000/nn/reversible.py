@@ -4,7 +4,8 @@ Hand-written because PyG's ``GroupAddRev`` (one autograd function per block) eva
 twice in its backward (once to invert, once to differentiate), frees its caller's input storage and
 updates BatchNorm statistics again while inverting. Here each f_i runs exactly once in the backward,
 with grad enabled: its value reconstructs the block input and its vector-Jacobian product gives the
-gradients. The forward keeps only the stack's output (plus the graph and the shared dropout mask).
+gradients. The forward keeps only the stack's output (plus the graph and the shared dropout mask, or
+the seed that regenerates each layer's own mask).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from torch import Tensor
 
 from gnn1000.errors import ConfigError
-from gnn1000.nn.blocks import preserved_buffers
+from gnn1000.nn.blocks import LayerDropoutMasks, layer_dropout_mask, preserved_buffers
 from gnn1000.nn.resolver import LeadingArgs, takes_argument, reset
 
 
@@ -164,16 +165,19 @@ class _ReversibleStackFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, stack: ReversibleStack, compute_dtype: torch.dtype, x: Tensor, edge_attr: Tensor | None,
-                edge_index: Tensor, batch: Tensor | None, dropout_mask: Tensor | None, *params: Tensor) -> Tensor:
+                edge_index: Tensor, batch: Tensor | None, dropout_mask: Tensor | LayerDropoutMasks | None,
+                *params: Tensor) -> Tensor:
         y = x
         for layer in range(stack.num_layers):
-            y = stack.block(layer)(y, edge_index, edge_attr, batch, dropout_mask, compute_dtype)
+            y = stack.block(layer)(y, edge_index, edge_attr, batch, layer_dropout_mask(dropout_mask, layer),
+                                   compute_dtype)
         if y is x:  # never hand the caller's tensor back as our output
             y = x.clone()
         ctx.stack, ctx.compute_dtype, ctx.params = stack, compute_dtype, params
         device = x.device.type  # the backward recomputes each f_i as the forward did, autocast included
         ctx.autocast = (device, torch.get_autocast_dtype(device), torch.is_autocast_enabled(device))
-        ctx.save_for_backward(y, edge_attr, edge_index, batch, dropout_mask)
+        ctx.layer_masks = dropout_mask if isinstance(dropout_mask, LayerDropoutMasks) else None  # a seed, not L masks
+        ctx.save_for_backward(y, edge_attr, edge_index, batch, None if ctx.layer_masks else dropout_mask)
         return y
 
     @staticmethod
@@ -184,6 +188,7 @@ class _ReversibleStackFunction(torch.autograd.Function):
                 "is not supported. Build the model with reversible=False for higher-order gradients."
             )
         y, edge_attr, edge_index, batch, dropout_mask = ctx.saved_tensors
+        dropout_mask = ctx.layer_masks or dropout_mask
         stack: ReversibleStack = ctx.stack
         needs_x, needs_edge = ctx.needs_input_grad[2], ctx.needs_input_grad[3]
         grads: dict[Tensor, Tensor] = {}
@@ -193,7 +198,8 @@ class _ReversibleStackFunction(torch.autograd.Function):
         with preserved_buffers(stack), torch.autocast(device, dtype=dtype, enabled=enabled):
             for layer in reversed(range(stack.num_layers)):
                 y, grad_y = stack.block(layer).reverse_step(y, grad_y, edge_index, edge_attr, batch,
-                                                            dropout_mask, grads, edge_grads, ctx.compute_dtype)
+                                                            layer_dropout_mask(dropout_mask, layer), grads,
+                                                            edge_grads, ctx.compute_dtype)
         grad_edge = None
         if needs_edge and any(g is not None for g in edge_grads):  # None: the operator ignores edges
             grad_edge = torch.cat([g if g is not None else torch.zeros_like(c)
@@ -213,7 +219,9 @@ class ReversibleStack(torch.nn.Module):
         stream_dtype: dtype of the residual stream (see below), or None for the input's.
 
     Shapes: ``x`` (N, D), ``edge_index`` (2, E), ``edge_attr`` (E, D) or None, ``batch`` (N,),
-    ``dropout_mask`` (N, D) -> (N, D).
+    ``dropout_mask`` (N, D) -> (N, D). ``dropout_mask`` may instead be a
+    :class:`~gnn1000.nn.blocks.LayerDropoutMasks`: each layer then gets its own mask, regenerated from
+    one seed in the backward pass, so memory stays flat in depth.
 
     >>> from torch_geometric.nn import GCNConv
     >>> stack = ReversibleStack.from_conv(GCNConv(4, 4), num_groups=2, num_layers=3)
@@ -273,7 +281,7 @@ class ReversibleStack(torch.nn.Module):
         return self.blocks[0 if len(self.blocks) == 1 else layer]
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
-                batch: Tensor | None = None, dropout_mask: Tensor | None = None) -> Tensor:
+                batch: Tensor | None = None, dropout_mask: Tensor | LayerDropoutMasks | None = None) -> Tensor:
         compute_dtype = x.dtype
         h = x.to(self.stream_dtype or compute_dtype)
         if self.reversible and torch.is_grad_enabled():
@@ -282,15 +290,17 @@ class ReversibleStack(torch.nn.Module):
                                                dropout_mask, *params)
         else:
             for layer in range(self.num_layers):
-                h = self.block(layer)(h, edge_index, edge_attr, batch, dropout_mask, compute_dtype)
+                h = self.block(layer)(h, edge_index, edge_attr, batch, layer_dropout_mask(dropout_mask, layer),
+                                      compute_dtype)
         return h.to(compute_dtype)
 
     @torch.no_grad()
     def inverse(self, y: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
-                batch: Tensor | None = None, dropout_mask: Tensor | None = None) -> Tensor:
-        """The stack's input from its output (run in eval mode, or with the forward's dropout mask)."""
+                batch: Tensor | None = None, dropout_mask: Tensor | LayerDropoutMasks | None = None) -> Tensor:
+        """The stack's input from its output (run in eval mode, or with the forward's dropout mask(s))."""
         compute_dtype = y.dtype
         y = y.to(self.stream_dtype or compute_dtype)
         for layer in reversed(range(self.num_layers)):
-            y = self.block(layer).inverse(y, edge_index, edge_attr, batch, dropout_mask, compute_dtype)
+            y = self.block(layer).inverse(y, edge_index, edge_attr, batch, layer_dropout_mask(dropout_mask, layer),
+                                          compute_dtype)
         return y.to(compute_dtype)

@@ -30,6 +30,8 @@ class ResGNN(torch.nn.Module):
         edge_dim: Width of the edge features, or None; passed to operators that take it.
         operator_kwargs: Extra constructor arguments of the operator.
         norm_kwargs: Extra constructor arguments of the norm.
+        branch_scale: None, or the initial value of a learnable per-channel scale on each block's
+            output (LayerScale): a small value starts deep stacks near the identity.
         weight_tied: Reuse one block's weights in every layer (WT-ResGNN).
         checkpoint: Recompute each block in the backward pass (torch.utils.checkpoint).
         readout: None for node outputs, else 'mean', 'sum' or 'max' pooling per graph.
@@ -46,7 +48,7 @@ class ResGNN(torch.nn.Module):
                  operator: ModuleSpec = "gen", norm: ModuleSpec = "layernorm", dropout: float = 0.0,
                  edge_dim: int | None = None, operator_kwargs: dict | None = None,
                  norm_kwargs: dict | None = None, weight_tied: bool = False, checkpoint: bool = False,
-                 readout: str | None = None, input_dropout: float = 0.0):
+                 readout: str | None = None, input_dropout: float = 0.0, branch_scale: float | None = None):
         super().__init__()
         self.in_channels, self.hidden_channels, self.out_channels = in_channels, hidden_channels, out_channels
         check_sizes("resgnn", in_channels, hidden_channels, out_channels, num_layers)
@@ -57,7 +59,8 @@ class ResGNN(torch.nn.Module):
         self.encoder = torch.nn.Linear(in_channels, hidden_channels)
         self.blocks = torch.nn.ModuleList(
             PreActBlock(hidden_channels, hidden_channels, operator=operator, norm=norm, dropout=dropout,
-                        edge_dim=edge_dim, operator_kwargs=operator_kwargs, norm_kwargs=norm_kwargs)
+                        edge_dim=edge_dim, operator_kwargs=operator_kwargs, norm_kwargs=norm_kwargs,
+                        branch_scale=branch_scale)
             for _ in range(1 if weight_tied else num_layers)
         )
         self.head = OutputHead(hidden_channels, out_channels, norm=norm, dropout=dropout, readout=readout,

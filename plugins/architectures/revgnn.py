@@ -8,7 +8,8 @@ from torch import Tensor
 from torch_geometric.nn import GATConv
 
 from gnn1000.errors import ConfigError
-from gnn1000.nn.blocks import OutputHead, PreActBlock, check_dropout, check_sizes, shared_dropout_mask
+from gnn1000.nn.blocks import (LayerDropoutMasks, OutputHead, PreActBlock, check_dropout, check_sizes,
+                               shared_dropout_mask)
 from gnn1000.nn.resolver import ModuleSpec
 from gnn1000.nn.reversible import GroupedCoupling, ReversibleStack
 from gnn1000.registry import register
@@ -35,7 +36,7 @@ def _check_deterministic(blocks: torch.nn.Module) -> None:
             raise ConfigError(
                 f"revgnn: {name} ({type(module).__name__}) drops out with p={p} inside a reversible block, "
                 f"so the backward pass could not reconstruct its input. Set that dropout to 0 and use "
-                f"revgnn.dropout (one mask shared by every layer) instead."
+                f"revgnn.dropout (masks the reversible backward can replay) instead."
             )
 
 
@@ -52,10 +53,15 @@ class RevGNN(torch.nn.Module):
             a class such as ``torch_geometric.nn.GCNConv``, or a callable ``(in, out, **kwargs)``.
         norm: The normalisation: a registry name ('layernorm', 'batchnorm', 'graphnorm',
             'identity'), a class or a callable ``(channels, **kwargs)``.
-        dropout: Dropout probability; one mask per forward pass is shared by every layer.
+        dropout: Dropout probability inside the blocks and in the head.
+        dropout_masks: 'shared' (default) uses one mask for every layer, as the paper's code does;
+            'per_layer' draws a fresh mask in every layer, regenerated from one seed in the backward
+            pass, so memory stays flat in depth.
         edge_dim: Width of the edge features, or None; they are encoded to D and split per group.
         operator_kwargs: Extra constructor arguments of the operator (e.g. ``{"heads": 2}``).
         norm_kwargs: Extra constructor arguments of the norm (e.g. ``{"eps": 1e-6}``).
+        branch_scale: None, or the initial value of a learnable per-channel scale on each f_i's
+            output (LayerScale): a small value starts deep stacks near the identity.
         num_groups: Number of groups C the channels are split into (>= 2).
         weight_tied: Share one block's weights across all layers (WT-RevGNN).
         reversible: False runs the same weights through plain autograd (the gradient reference).
@@ -72,13 +78,14 @@ class RevGNN(torch.nn.Module):
     """
 
     STREAM_DTYPES = {"float64": torch.float64, "float32": torch.float32, None: None}
+    DROPOUT_MASKS = ("per_layer", "shared")
 
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int, *,
                  operator: ModuleSpec = "gen", norm: ModuleSpec = "layernorm", dropout: float = 0.0,
                  edge_dim: int | None = None, operator_kwargs: dict | None = None,
                  norm_kwargs: dict | None = None, num_groups: int = 2, weight_tied: bool = False,
                  reversible: bool = True, stream_dtype: str | None = "float64", readout: str | None = None,
-                 input_dropout: float = 0.0):
+                 input_dropout: float = 0.0, dropout_masks: str = "shared", branch_scale: float | None = None):
         super().__init__()
         self.in_channels, self.hidden_channels, self.out_channels = in_channels, hidden_channels, out_channels
         check_sizes("revgnn", in_channels, hidden_channels, out_channels, num_layers)
@@ -89,6 +96,10 @@ class RevGNN(torch.nn.Module):
         self.num_layers = num_layers
         self.dropout = check_dropout(dropout)
         self.input_dropout = check_dropout(input_dropout)  # on the raw features, before the encoder
+        if dropout_masks not in self.DROPOUT_MASKS:
+            raise ConfigError(f"revgnn: dropout_masks={dropout_masks!r} is not supported; choose 'per_layer' "
+                              f"(a fresh mask in every layer) or 'shared' (one mask for every layer).")
+        self.dropout_masks = dropout_masks
         group_channels = hidden_channels // num_groups
         self.encoder = torch.nn.Linear(in_channels, hidden_channels)
         # Edge features are encoded once to hidden_channels and split per group, as in the paper's code.
@@ -98,7 +109,8 @@ class RevGNN(torch.nn.Module):
             return GroupedCoupling([
                 PreActBlock(group_channels, group_channels, operator=operator, norm=norm, dropout=dropout,
                             edge_dim=group_channels if edge_dim is not None else None,
-                            operator_kwargs=operator_kwargs, norm_kwargs=norm_kwargs)
+                            operator_kwargs=operator_kwargs, norm_kwargs=norm_kwargs,
+                            branch_scale=branch_scale)
                 for _ in range(num_groups)
             ])
 
@@ -133,6 +145,10 @@ class RevGNN(torch.nn.Module):
                 batch: Tensor | None = None) -> Tensor:
         h = self.encoder(F.dropout(x, self.input_dropout, self.training))
         edge = self.edge_encoder(edge_attr) if self.edge_encoder is not None and edge_attr is not None else None
-        mask = shared_dropout_mask(h, self.dropout, self.training)  # one for every layer, or the inverse is wrong
+        # Masks the reversible backward can apply again: one shared, or one per layer replayed from a seed.
+        if self.training and self.dropout > 0 and self.dropout_masks == "per_layer":
+            mask = LayerDropoutMasks(h, self.dropout)
+        else:
+            mask = shared_dropout_mask(h, self.dropout, self.training)
         h = self.stack(h, edge_index, edge, batch, mask)
         return self.head(h, batch)
