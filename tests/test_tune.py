@@ -138,7 +138,7 @@ def test_bad_search_settings_say_what_is_allowed():
         SearchConfig(space={"experiment.lr": ("normal", 0, 1)})
     with pytest.raises(ConfigError, match="need low < high and low > 0"):
         SearchConfig(space={"experiment.lr": ("loguniform", 0, 1)})
-    with pytest.raises(ConfigError, match="ASHA decides"):
+    with pytest.raises(ConfigError, match="the scheduler decides"):
         SearchConfig(space={"experiment.epochs": ("choice", [10, 20])})
     with pytest.raises(ConfigError, match="configurable.parameter"):
         SearchConfig(space={"dropout": ("uniform", 0, 1)})
@@ -175,6 +175,23 @@ def test_trials_ask_for_one_gpu_each_when_the_cluster_has_gpus():
     assert trial_resources(settings, {"CPU": 16}) == ({"cpu": 2}, 8)
     settings.max_concurrent = 3
     assert trial_resources(settings, {"CPU": 16, "GPU": 4}) == ({"cpu": 2, "gpu": 1}, 3)
+
+
+def test_fractional_gpus_pack_trials_and_workers_multiply_what_a_trial_holds():
+    space = {"experiment.lr": ("loguniform", 1e-4, 1e-2)}
+    quarter = SearchConfig(space=space, gpus_per_trial=0.25)
+    assert trial_resources(quarter, {"CPU": 16, "GPU": 1}) == ({"cpu": 1, "gpu": 0.25}, 4)
+    assert trial_resources(quarter, {"CPU": 3, "GPU": 1})[1] == 3  # the CPUs run out first
+    tenth = SearchConfig(space=space, gpus_per_trial=0.1)
+    assert trial_resources(tenth, {"CPU": 16, "GPU": 1})[1] == 10  # not 9 from 1 / 0.1 = 9.999...
+    assert trial_resources(SearchConfig(space=space, gpus_per_trial=0), {"CPU": 4, "GPU": 2}) == ({"cpu": 1}, 4)
+    # Two workers with one GPU each: the trial's own process holds no CPU or GPU, its workers do.
+    workers = SearchConfig(space=space, workers_per_trial=2, cpus_per_trial=2)
+    resources, concurrent = trial_resources(workers, {"CPU": 16, "GPU": 4})
+    assert resources.get("cpu", 0) == 0 and "gpu" not in resources and concurrent == 2
+    assert trial_resources(workers, {"CPU": 6})[1] == 1
+    with pytest.raises(ConfigError, match=r"needs 4 CPUs, 2 GPUs .* has 16 CPUs, 1 GPUs"):
+        trial_resources(workers, {"CPU": 16, "GPU": 1})
 
 
 # -- real searches -------------------------------------------------------------------------------

@@ -1,0 +1,227 @@
+"""gnn1000 tune's search algorithms, schedulers and trial resources: Optuna (TPE), PBT, fractional
+GPUs, data-parallel trials, the metric from dataset metadata, and bad search settings.
+
+Real searches run the tiny built-in dataset for a few epochs on a local Ray of 2 CPUs (and logical GPUs).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import ray
+from ray import cloudpickle
+
+from gnn1000 import cli
+from gnn1000.errors import ConfigError
+from gnn1000.registry import register
+from gnn1000.tune import load_search, run_search
+from gnn1000.tune.space import SearchConfig, bindings_for, without_search
+
+from test_tune import TINY, RecordDevice, read_metrics, ray_session, tiny_search  # noqa: F401  (fixture)
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+SPACE = {"resgnn.dropout": ("uniform", 0.0, 0.5), "experiment.lr": ("loguniform", 1e-4, 3e-2)}
+
+
+def search_file(directory: Path, *lines: str, epochs: int = 4) -> Path:
+    path = directory / "search.gin"
+    path.write_text(TINY.format(epochs=epochs) + "\n".join(lines) + "\n")
+    return path
+
+
+# -- the metric, from what a dataset registered -----------------------------------------------------
+
+BUILT = []
+
+
+@register("datasets", "never-built", metric="rmse")
+def never_built(**kwargs):
+    raise AssertionError("the driver built a dataset to learn its metric")
+
+
+@register("datasets", "says-nothing")
+def says_nothing():
+    """A third-party plugin that registered no metric: built once, to ask its task."""
+    from gnn1000.plugins.datasets.synthetic_proteins import synthetic_proteins
+
+    BUILT.append(1)
+    return synthetic_proteins(num_nodes=60, avg_degree=4, num_tasks=2)
+
+
+def raise_if_opened(*args, **kwargs):
+    raise AssertionError("the driver opened an OGB dataset to learn its metric")
+
+
+@pytest.mark.parametrize("bindings, metric, mode", [
+    (["experiment.dataset = 'never-built'"], "valid_rmse", "min"),
+    (["experiment.dataset = 'ogbn-arxiv'"], "valid_acc", "max"),
+    (["experiment.dataset = 'ogbn-proteins'"], "valid_rocauc", "max"),
+    (["experiment.dataset = 'ogb'", "ogb.name = 'ogbg-molpcba'"], "valid_ap", "max"),
+    (["experiment.dataset = 'ogb'", "ogb.name = 'ogbg-molesol'"], "valid_rmse", "min"),
+    (["experiment.dataset = 'cora'"], "valid_acc", "max"),
+], ids=["plugin", "ogbn-arxiv", "ogbn-proteins", "ogb-molpcba", "ogb-molesol", "cora"])
+def test_the_metric_comes_from_dataset_metadata_without_loading_any_graph(tmp_path, monkeypatch, bindings,
+                                                                        metric, mode):
+    from gnn1000.plugins.datasets import ogb_graph, ogb_node, pyg_datasets
+
+    empty = tmp_path / "data"
+    empty.mkdir()
+    monkeypatch.setenv("GNN1000_DATA", str(empty))
+    for module in (ogb_graph, ogb_node):
+        monkeypatch.setattr(module, "open_ogb", raise_if_opened)
+    monkeypatch.setattr(pyg_datasets, "_open", raise_if_opened)
+    search = load_search(tiny_search(tmp_path), bindings)
+    assert (search.metric, search.mode) == (metric, mode)
+    assert list(empty.iterdir()) == []  # nothing downloaded or processed
+
+
+def test_a_plugin_without_a_registered_metric_is_built_once_to_learn_it(tmp_path):
+    BUILT.clear()
+    search = load_search(tiny_search(tmp_path), ["experiment.dataset = 'says-nothing'"])
+    assert (search.metric, search.mode, len(BUILT)) == ("valid_rocauc", "max", 1)
+
+
+def test_trials_get_the_experiment_config_without_search_bindings(tmp_path):
+    search = load_search(tiny_search(tmp_path), ["search.algorithm = 'optuna'"])
+    assert "search." not in "".join(line for line in search.base_config.splitlines() if not line.startswith("#"))
+    assert "resgnn.num_layers = 2" in search.base_config
+    text = "x.a = 1\n\nsearch.space = {\n    'x.a': ('choice', [1, 2]),\n}\nsearch.num_samples = 2\ny.b = 'c'\n"
+    assert without_search(text) == "x.a = 1\n\ny.b = 'c'\n"
+
+
+# -- bad search settings -----------------------------------------------------------------------------
+
+BAD = [
+    ("search.algorithm = 'bayes'", "search.algorithm='bayes' is not one of the choices: 'random'"),
+    ("search.scheduler = 'hyperband'", "search.scheduler='hyperband' is not one of the choices: 'asha'"),
+    ("search.gpus_per_trial = -1", "search.gpus_per_trial=-1 is not allowed: it must be a number >= 0"),
+    ("search.gpus_per_trial = 1.5", "Ray shares a GPU only in fractions below 1"),
+    ("search.workers_per_trial = 0", "search.workers_per_trial=0 must be a positive integer"),
+    ("search.cpus_per_trial = 0.5", "search.cpus_per_trial=0.5 must be a positive integer"),
+    ("search.space = {'resgnn.num_layers': ('grid', [2, 3])}\nsearch.algorithm = 'optuna'",
+     "search.algorithm='optuna' cannot take 'grid' specs (resgnn.num_layers)"),
+    ("search.scheduler = 'pbt'\nsearch.algorithm = 'optuna'", "search.scheduler='pbt' needs search.algorithm='random'"),
+    ("search.scheduler = 'pbt'\nsearch.space = {'resgnn.dropout': ('uniform', 0.0, 0.5), "
+     "'resgnn.num_layers': ('choice', [2, 3])}",
+     "search.scheduler='pbt' cannot search resgnn.num_layers: PBT changes the searched values of a running "
+     "trial, which then goes on from its checkpoint, so it may only perturb experiment.lr, "
+     "experiment.weight_decay, experiment.grad_clip and any '<architecture>.dropout'"),
+    ("search.gpus_per_trial = 0.5", "but the Ray cluster has 2 CPUs, 0 GPUs"),
+    ("search.workers_per_trial = 3", "One trial needs 3 CPUs (3 worker(s)"),
+]
+
+
+@pytest.mark.parametrize("lines, expected", BAD, ids=[b[0].split("\n")[-1] for b in BAD])
+def test_bad_search_settings_exit_2_with_one_paragraph(tmp_path, lines, expected, capsys, monkeypatch):
+    """Through the CLI, on a 2-CPU local Ray where the cluster decides (started and stopped here)."""
+    init = ray.init
+    monkeypatch.setattr(ray, "init", lambda **kw: init(**kw, num_cpus=2, num_gpus=0, include_dashboard=False))
+    path = search_file(tmp_path, lines)
+    code = cli.main(["tune", str(path), "--storage", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    message = err[err.find("gnn1000 tune: "):].strip()
+    assert message.startswith("gnn1000 tune: error: ") and "\n" not in message and "Traceback" not in message, err
+    assert expected in message, message
+    assert not ray.is_initialized()
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # no search started
+
+
+def test_pbt_mutations_stay_in_range_and_shift_along_choices():
+    from gnn1000.tune.space import KeepInRange
+
+    settings = SearchConfig(space={"resgnn.dropout": ("uniform", 0.0, 0.5), "experiment.lr": ("choice", [0.1, 0.01]),
+                                   "experiment.grad_clip": ("randint", 1, 5)}, scheduler="pbt")
+    mutations = settings.mutations()
+    assert mutations["experiment.lr"] == [0.1, 0.01]  # PBT moves to a neighbour, never multiplies a choice
+    clip = KeepInRange(settings.space)
+    assert clip({"resgnn.dropout": 0.6, "experiment.lr": 0.1, "experiment.grad_clip": 7}) == \
+        {"resgnn.dropout": 0.5, "experiment.lr": 0.1, "experiment.grad_clip": 4}
+    assert clip({"resgnn.dropout": -0.1})["resgnn.dropout"] == 0.0
+
+
+# -- real searches ------------------------------------------------------------------------------------
+
+
+def test_two_trials_share_one_logical_gpu_with_half_each(tmp_path, ray_session):
+    ray_session(num_gpus=1)
+    result = run_search(search_file(tmp_path, "search.gpus_per_trial = 0.5", "search.grace_period = 3", epochs=3),
+                        num_samples=2, storage=tmp_path / "out", callback=RecordDevice(tmp_path))
+    assert len(result["table"]) == 2 and set(result["table"]["status"]) == {"done"}
+    entries = [json.loads(line) for line in (tmp_path / "devices.jsonl").read_text().splitlines()]
+    by_run: dict[str, list] = {}
+    for entry in entries:
+        by_run.setdefault(entry["run"], []).append(entry)
+    assert len(by_run) == 2
+    # Both trials hold the one GPU (id 0), and they held it at the same time ...
+    assert {tuple(e["gpu_ids"]) for e in entries} == {("0",)}
+    first, second = ([e["time"] for e in run] for run in by_run.values())
+    assert min(first) < max(second) and min(second) < max(first)
+    assert {e["device"] for e in entries} == {"cpu"}  # ... and train on the CPU: no CUDA here
+    assert result["best"].is_file()
+
+
+def test_an_optuna_search_samples_with_seeded_tpe_and_writes_best_gin(tmp_path, ray_session):
+    import optuna
+
+    ray_session(num_gpus=0)
+    result = run_search(search_file(tmp_path, "search.algorithm = 'optuna'", "search.seed = 3"), num_samples=6,
+                        storage=tmp_path / "out")
+    table = result["table"]
+    assert len(table) == 6 and set(table["status"]) <= {"done", "stopped early"}
+    assert result["best"].is_file() and "search." not in result["best"].read_text()
+    # The configs are the ones Optuna's TPE sampler, seeded with search.seed, proposes.
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=3), direction="maximize")
+    distributions = {"resgnn.dropout": optuna.distributions.FloatDistribution(0.0, 0.5),
+                     "experiment.lr": optuna.distributions.FloatDistribution(1e-4, 3e-2, log=True)}
+    proposed = {tuple(round(v, 12) for v in study.ask(distributions).params.values()) for _ in range(6)}
+    sampled = {(round(row["resgnn.dropout"], 12), round(row["experiment.lr"], 12)) for _, row in table.iterrows()}
+    assert sampled == proposed
+
+
+def test_a_pbt_search_moves_trials_onto_better_checkpoints_and_records_the_new_values(tmp_path, ray_session):
+    ray_session(num_gpus=0)
+    result = run_search(search_file(tmp_path, "search.scheduler = 'pbt'", "search.perturbation_interval = 2",
+                                    epochs=6), num_samples=4, storage=tmp_path / "out")
+    table = result["table"]
+    assert len(table) == 4 and set(table["status"]) == {"done"}
+    assert result["best"].is_file()
+    assert (table["resgnn.dropout"].between(0.0, 0.5) & table["experiment.lr"].between(1e-4, 3e-2)).all()
+
+    exploited = 0
+    for trial in result["grid"]:
+        with trial.checkpoint.as_directory() as saved:
+            saved = Path(saved)
+            resumes = [json.loads(line) for line in (saved / "resumes.jsonl").read_text().splitlines()] \
+                if (saved / "resumes.jsonl").exists() else []
+            history = read_metrics(saved)
+            config = (saved / "config.gin").read_text()
+        assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5, 6]  # the run it ends with, whole
+        for entry in resumes:
+            exploited += 1
+            assert entry["after_epoch"] % 2 == 0 and set(entry["changed"]) <= {"experiment.lr", "resgnn.dropout"}
+            assert f"after epoch {entry['after_epoch']}" in config  # config.gin says what changed, and when
+            if "experiment.lr" in entry["changed"]:  # the epoch after the change trained at the new rate
+                new = entry["changed"]["experiment.lr"]["to"]
+                assert history[entry["after_epoch"]]["lr"] == pytest.approx(new)
+        # config.gin binds the values the trial ends with, which are the ones Tune reports for it
+        assert bindings_for({"experiment.lr": trial.config["experiment.lr"]})[0] in config
+        assert bindings_for({"resgnn.dropout": trial.config["resgnn.dropout"]})[0] in config
+    assert exploited >= 1  # with 4 trials, 2 at a time and a perturbation every 2 epochs, some trial exploits
+
+
+def test_a_search_of_data_parallel_trials_writes_best_gin(tmp_path, ray_session):
+    pytest.importorskip("gnn1000.tune.data_parallel",
+                        reason="depends on the data-parallel trainer (issue 13, part 1: the train branch)")
+    ray_session(num_gpus=0)
+    result = run_search(search_file(tmp_path, "search.workers_per_trial = 2", "search.grace_period = 2", epochs=2),
+                        num_samples=2, storage=tmp_path / "out")
+    assert len(result["table"]) == 2 and set(result["table"]["status"]) == {"done"}
+    assert result["best"].is_file()
+    [trial] = [r for r in result["grid"] if r.metrics["trial_id"] == result["table"].iloc[0]["trial"]]
+    with trial.checkpoint.as_directory() as saved:
+        assert [r["epoch"] for r in read_metrics(Path(saved))] == [1, 2]
