@@ -252,11 +252,13 @@ def test_a_crashed_trial_resumes_from_its_checkpoint_and_finishes(tmp_path, ray_
     assert result["table"].iloc[0]["status"] == "done"
 
 
-def test_resume_restores_an_interrupted_search(tmp_path, ray_session, monkeypatch):
+@pytest.mark.parametrize("algorithm", ["random", "optuna"])
+def test_resume_restores_an_interrupted_search(tmp_path, ray_session, monkeypatch, algorithm):
     ray_session(num_gpus=0)
     monkeypatch.chdir(tmp_path)
     log = tmp_path / "epochs.log"
-    tiny_search(tmp_path, epochs=3)
+    path = tiny_search(tmp_path, epochs=3)
+    path.write_text(path.read_text() + f"search.algorithm = {algorithm!r}\n")  # the resumed search reads it too
     first = run_search("search.gin", num_samples=1, storage="out", callback=CrashAt(log, epoch=2),
                        bindings=["search.max_failures = 0"])
     assert first["grid"][0].error is not None and first["best"] is None
