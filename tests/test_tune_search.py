@@ -214,14 +214,27 @@ def test_a_pbt_search_moves_trials_onto_better_checkpoints_and_records_the_new_v
     assert exploited >= 1  # with 4 trials, 2 at a time and a perturbation every 2 epochs, some trial exploits
 
 
+class RecordFreeCPUs:
+    """Write, after each epoch (in the trial's process), when it was and how many CPUs Ray had free."""
+
+    def __init__(self, directory: Path):
+        self.path = str(directory / "free.jsonl")
+
+    def __call__(self, experiment, record):
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"epoch": record["epoch"], "free": ray.available_resources().get("CPU", 0)}) + "\n")
+
+
 def test_a_search_of_data_parallel_trials_writes_best_gin(tmp_path, ray_session):
-    pytest.importorskip("gnn1000.tune.data_parallel",
-                        reason="depends on the data-parallel trainer (issue 13, part 1: the train branch)")
     ray_session(num_gpus=0)
     result = run_search(search_file(tmp_path, "search.workers_per_trial = 2", "search.grace_period = 2", epochs=2),
-                        num_samples=2, storage=tmp_path / "out")
+                        num_samples=2, storage=tmp_path / "out", callback=RecordFreeCPUs(tmp_path))
     assert len(result["table"]) == 2 and set(result["table"]["status"]) == {"done"}
     assert result["best"].is_file()
+    # While each trial trained, its 2 workers held both CPUs (1 each); the trial's own process holds
+    # none, or the second worker could never have started.
+    free = [json.loads(line) for line in (tmp_path / "free.jsonl").read_text().splitlines()]
+    assert [entry["epoch"] for entry in free] == [1, 2, 1, 2] and {entry["free"] for entry in free} == {0}
     [trial] = [r for r in result["grid"] if r.metrics["trial_id"] == result["table"].iloc[0]["trial"]]
     with trial.checkpoint.as_directory() as saved:
         assert [r["epoch"] for r in read_metrics(Path(saved))] == [1, 2]

@@ -16,6 +16,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,9 +75,17 @@ def train_trial(params: dict, *, base_config: str, workdir: str,
         else:
             from gnn1000.tune.data_parallel import fit_data_parallel
 
-            final = fit_data_parallel(config_text, run_dir, **data_parallel, resume=resume,
-                                      on_epoch=lambda record, path: report(None, record, path),
-                                      name=f"{context.get_experiment_name()}-{context.get_trial_id()}")
+            # Ray Train's own checkpoints are scratch: every epoch's is mirrored into run_dir and reported
+            train_storage = run_dir.parent / "ray-train"
+            train_name = f"{context.get_trial_id()}-{uuid.uuid4().hex[:8]}"  # a retry starts a new Ray Train run
+            try:
+                final = fit_data_parallel(config_text, run_dir, **data_parallel, resume=resume,
+                                          storage=str(train_storage), name=train_name, log=print,
+                                          on_epoch=lambda record, path: report(None, record, path))
+            finally:
+                shutil.rmtree(train_storage / train_name, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    train_storage.rmdir()
         if final and checkpointed[-1:] != [True]:
             # A run that stopped early ends with a checkpoint too; and a trial that PBT moved onto
             # a finished run trains nothing, but Tune still needs its result.
