@@ -238,3 +238,20 @@ def test_a_search_of_data_parallel_trials_writes_best_gin(tmp_path, ray_session)
     [trial] = [r for r in result["grid"] if r.metrics["trial_id"] == result["table"].iloc[0]["trial"]]
     with trial.checkpoint.as_directory() as saved:
         assert [r["epoch"] for r in read_metrics(Path(saved))] == [1, 2]
+
+
+SHRUNK = {  # each shipped search, small enough to run in seconds on the built-in dataset
+    "tune/revgnn": ["revgnn.num_layers = 2", "revgnn.hidden_channels = 12"],
+    "tune/wt-revgnn": ["revgnn.num_layers = 2", "revgnn.hidden_channels = 12"],
+    "tune/deq": ["deq.hidden_channels = 8"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHRUNK))
+def test_the_shipped_model_based_searches_run_on_the_built_in_data(name, tmp_path, ray_session):
+    ray_session(num_gpus=0)
+    assert load_search(name).settings.algorithm == "optuna"
+    bindings = ["synthetic_proteins.num_nodes = 120", "synthetic_proteins.avg_degree = 6", "experiment.epochs = 2",
+                "search.grace_period = 2", *SHRUNK[name]]
+    result = run_search(name, bindings=bindings, num_samples=2, storage=tmp_path / "out")
+    assert set(result["table"]["status"]) == {"done"} and result["best"].is_file()
