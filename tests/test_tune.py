@@ -273,10 +273,13 @@ def test_resume_restores_an_interrupted_search(tmp_path, ray_session, monkeypatc
     assert (search_dir / "best.gin").is_file()
 
 
-def test_each_concurrent_trial_gets_its_own_gpu_and_runs_on_cpu_without_cuda(tmp_path, ray_session):
-    ray_session(num_gpus=2)
+@pytest.mark.parametrize("num_gpus, gpus_per_trial", [(2, None), (1, 0.5)], ids=["a GPU each", "half a GPU each"])
+def test_concurrent_trials_get_their_gpu_share_and_run_on_cpu_without_cuda(tmp_path, ray_session, num_gpus,
+                                                                           gpus_per_trial):
+    ray_session(num_gpus=num_gpus)
     result = run_search(tiny_search(tmp_path, epochs=3), num_samples=2, storage=tmp_path / "out",
-                        callback=RecordDevice(tmp_path), bindings=["search.grace_period = 3"])
+                        callback=RecordDevice(tmp_path),
+                        bindings=["search.grace_period = 3", f"search.gpus_per_trial = {gpus_per_trial}"])
     assert len(result["table"]) == 2 and set(result["table"]["status"]) == {"done"}
     entries = [json.loads(line) for line in (tmp_path / "devices.jsonl").read_text().splitlines()]
     by_run: dict[str, list] = {}
@@ -285,8 +288,12 @@ def test_each_concurrent_trial_gets_its_own_gpu_and_runs_on_cpu_without_cuda(tmp
     assert len(by_run) == 2
     gpu_ids = [{tuple(e["gpu_ids"]) for e in run} for run in by_run.values()]
     assert all(len(ids) == 1 and len(next(iter(ids))) == 1 for ids in gpu_ids)  # one GPU per trial
-    assert gpu_ids[0] != gpu_ids[1]  # ... and not the same one
+    if gpus_per_trial is None:
+        assert gpu_ids[0] != gpu_ids[1]  # ... and not the same one
+    else:
+        assert gpu_ids[0] == gpu_ids[1] == {("0",)}  # ... the one GPU, which both hold half of
     assert {e["device"] for e in entries} == {"cpu"}  # Ray's GPU id, but no CUDA here: CPU
     assert {e["cwd"] for e in entries} == {os.getcwd()}  # relative paths mean what they mean here
     first, second = ([e["time"] for e in run] for run in by_run.values())
     assert min(first) < max(second) and min(second) < max(first)  # they ran at the same time
+    assert result["best"].is_file()

@@ -1,5 +1,5 @@
-"""gnn1000 tune's search algorithms, schedulers and trial resources: Optuna (TPE), PBT, fractional
-GPUs, data-parallel trials, the metric from dataset metadata, and bad search settings.
+"""gnn1000 tune's search algorithms, schedulers and trial resources: Optuna (TPE), PBT, data-parallel
+trials, the metric from dataset metadata, and bad search settings (fractional GPUs: test_tune.py).
 
 Real searches run the tiny built-in dataset for a few epochs on a local Ray of 2 CPUs (and logical GPUs).
 """
@@ -20,7 +20,7 @@ from gnn1000.registry import register
 from gnn1000.tune import load_search, run_search
 from gnn1000.tune.space import SearchConfig, bindings_for, without_search
 
-from test_tune import TINY, RecordDevice, read_metrics, ray_session, tiny_search  # noqa: F401  (fixture)
+from test_tune import TINY, read_metrics, ray_session, tiny_search  # noqa: F401  (fixture)
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -145,24 +145,6 @@ def test_pbt_mutations_stay_in_range_and_shift_along_choices():
 
 
 # -- real searches ------------------------------------------------------------------------------------
-
-
-def test_two_trials_share_one_logical_gpu_with_half_each(tmp_path, ray_session):
-    ray_session(num_gpus=1)
-    result = run_search(search_file(tmp_path, "search.gpus_per_trial = 0.5", "search.grace_period = 3", epochs=3),
-                        num_samples=2, storage=tmp_path / "out", callback=RecordDevice(tmp_path))
-    assert len(result["table"]) == 2 and set(result["table"]["status"]) == {"done"}
-    entries = [json.loads(line) for line in (tmp_path / "devices.jsonl").read_text().splitlines()]
-    by_run: dict[str, list] = {}
-    for entry in entries:
-        by_run.setdefault(entry["run"], []).append(entry)
-    assert len(by_run) == 2
-    # Both trials hold the one GPU (id 0), and they held it at the same time ...
-    assert {tuple(e["gpu_ids"]) for e in entries} == {("0",)}
-    first, second = ([e["time"] for e in run] for run in by_run.values())
-    assert min(first) < max(second) and min(second) < max(first)
-    assert {e["device"] for e in entries} == {"cpu"}  # ... and train on the CPU: no CUDA here
-    assert result["best"].is_file()
 
 
 def test_an_optuna_search_samples_with_seeded_tpe_and_writes_best_gin(tmp_path, ray_session):
