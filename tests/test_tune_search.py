@@ -38,18 +38,28 @@ def search_file(directory: Path, *lines: str, epochs: int = 4) -> Path:
 BUILT = []
 
 
-@register("datasets", "never-built", metric="rmse")
 def never_built(**kwargs):
     raise AssertionError("the driver built a dataset to learn its metric")
 
 
-@register("datasets", "says-nothing")
 def says_nothing():
     """A third-party plugin that registered no metric: built once, to ask its task."""
     from gnn1000.plugins.datasets.synthetic_proteins import synthetic_proteins
 
     BUILT.append(1)
     return synthetic_proteins(num_nodes=60, avg_degree=4, num_tasks=2)
+
+
+@pytest.fixture
+def test_datasets(monkeypatch):
+    """The two datasets above, registered for one test only (other tests list every dataset)."""
+    from gnn1000 import registry
+    from gnn1000.errors import normalize
+
+    for name, builder, info in (("never-built", never_built, {"metric": "rmse"}), ("says-nothing", says_nothing, {})):
+        monkeypatch.setitem(registry._entries["datasets"], normalize(name), None)  # removed again afterwards
+        del registry._entries["datasets"][normalize(name)]
+        register("datasets", name, **info)(builder)
 
 
 def raise_if_opened(*args, **kwargs):
@@ -65,7 +75,7 @@ def raise_if_opened(*args, **kwargs):
     (["experiment.dataset = 'cora'"], "valid_acc", "max"),
 ], ids=["plugin", "ogbn-arxiv", "ogbn-proteins", "ogb-molpcba", "ogb-molesol", "cora"])
 def test_the_metric_comes_from_dataset_metadata_without_loading_any_graph(tmp_path, monkeypatch, bindings,
-                                                                        metric, mode):
+                                                                        metric, mode, test_datasets):
     from gnn1000.plugins.datasets import ogb_graph, ogb_node, pyg_datasets
 
     empty = tmp_path / "data"
@@ -79,7 +89,7 @@ def test_the_metric_comes_from_dataset_metadata_without_loading_any_graph(tmp_pa
     assert list(empty.iterdir()) == []  # nothing downloaded or processed
 
 
-def test_a_plugin_without_a_registered_metric_is_built_once_to_learn_it(tmp_path):
+def test_a_plugin_without_a_registered_metric_is_built_once_to_learn_it(tmp_path, test_datasets):
     BUILT.clear()
     search = load_search(tiny_search(tmp_path), ["experiment.dataset = 'says-nothing'"])
     assert (search.metric, search.mode, len(BUILT)) == ("valid_rocauc", "max", 1)
