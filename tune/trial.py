@@ -58,8 +58,6 @@ def train_trial(params: dict, *, base_config: str, workdir: str,
     if data_parallel is None:  # the workers pick their own devices
         bindings.append(f"experiment.device = {trial_device()!r}")
     config_text = "\n".join([base_config, *bindings])
-    resume = _restore_run_dir(run_dir, bindings, searched=list(params))
-
     checkpointed = []  # per report: whether it carried a checkpoint
 
     def report(experiment, record: dict, path: Path, last: bool = False) -> None:
@@ -70,6 +68,7 @@ def train_trial(params: dict, *, base_config: str, workdir: str,
         checkpointed.append(keep)
 
     try:
+        resume = _restore_run_dir(run_dir, bindings, searched=list(params))
         if data_parallel is None:
             final = _fit_here(run_dir, config_text, resume, report)
         else:
