@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -227,6 +228,11 @@ def test_a_search_of_data_parallel_trials_writes_best_gin(tmp_path, ray_session)
     # none, or the second worker could never have started.
     free = [json.loads(line) for line in (tmp_path / "free.jsonl").read_text().splitlines()]
     assert [entry["epoch"] for entry in free] == [1, 2, 1, 2] and {entry["free"] for entry in free} == {0}
+    # ... and gave them back: nothing of the Ray Train runs holds any after the search
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ray.available_resources().get("CPU", 0) == 2
     [trial] = [r for r in result["grid"] if r.metrics["trial_id"] == result["table"].iloc[0]["trial"]]
     with trial.checkpoint.as_directory() as saved:
         assert [r["epoch"] for r in read_metrics(Path(saved))] == [1, 2]

@@ -58,14 +58,14 @@ def train_trial(params: dict, *, base_config: str, workdir: str,
     if data_parallel is None:  # the workers pick their own devices
         bindings.append(f"experiment.device = {trial_device()!r}")
     config_text = "\n".join([base_config, *bindings])
-    checkpointed = []  # per report: whether it carried a checkpoint
+    reports = []  # (epoch, whether it carried a checkpoint) of each report
 
     def report(experiment, record: dict, path: Path, last: bool = False) -> None:
         if callback is not None and not last:
             callback(experiment, record)
         keep = last or record["epoch"] % checkpoint_every == 0 or record["epoch"] >= epochs
         tune.report(reported(record), checkpoint=tune.Checkpoint.from_directory(path) if keep else None)
-        checkpointed.append(keep)
+        reports.append((record["epoch"], keep))
 
     try:
         resume = _restore_run_dir(run_dir, bindings, searched=list(params))
@@ -77,17 +77,27 @@ def train_trial(params: dict, *, base_config: str, workdir: str,
             # Ray Train's own checkpoints are scratch: every epoch's is mirrored into run_dir and reported
             train_storage = run_dir.parent / "ray-train"
             train_name = f"{context.get_trial_id()}-{uuid.uuid4().hex[:8]}"  # a retry starts a new Ray Train run
+
+            def on_epoch(record: dict, path: Path) -> None:
+                if record["epoch"] < epochs:
+                    report(None, record, path)
+                elif callback is not None:  # reported once the workers are done (below)
+                    callback(None, record)
+
             try:
+                # Tune stops a trial at its last epoch's report, and a stop inside this call would
+                # leave the Ray Train run (and the CPUs and GPUs it holds) behind: report that after.
                 final = fit_data_parallel(config_text, run_dir, **data_parallel, resume=resume,
                                           storage=str(train_storage), name=train_name, log=print,
-                                          on_epoch=lambda record, path: report(None, record, path))
+                                          on_epoch=on_epoch)
             finally:
                 shutil.rmtree(train_storage / train_name, ignore_errors=True)
                 with contextlib.suppress(OSError):
                     train_storage.rmdir()
-        if final and checkpointed[-1:] != [True]:
-            # A run that stopped early ends with a checkpoint too; and a trial that PBT moved onto
-            # a finished run trains nothing, but Tune still needs its result.
+        if final and reports[-1:] != [(final["epoch"], True)]:
+            # The last epoch is reported with a checkpoint: here when it was held back (above) or
+            # the run stopped early between checkpoints; and a trial that PBT moved onto a finished
+            # run trains nothing, but Tune still needs its result.
             report(None, final, run_dir, last=True)
     except Gnn1000Error as exc:
         # run_dir is deleted below: name where Tune keeps the run directory instead
