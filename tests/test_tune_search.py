@@ -122,11 +122,12 @@ BAD = [
      "trial, which then goes on from its checkpoint, so it may only perturb experiment.lr, "
      "experiment.weight_decay, experiment.grad_clip and any '<architecture>.dropout'"),
     ("search.gpus_per_trial = 0.5", "but the Ray cluster has 2 CPUs, 0 GPUs"),
-    ("search.workers_per_trial = 3", "One trial needs 3 CPUs (3 worker(s)"),
+    ("search.workers_per_trial = 3\nsearch.scheduler = 'fifo'", "One trial needs 3 CPUs (3 worker(s)"),
+    ("search.workers_per_trial = 2", "search.workers_per_trial=2 needs search.scheduler='fifo' for now, not 'asha'"),
 ]
 
 
-@pytest.mark.parametrize("lines, expected", BAD, ids=[b[0].split("\n")[-1] for b in BAD])
+@pytest.mark.parametrize("lines, expected", BAD, ids=[b[0].replace("\n", "; ")[:70] for b in BAD])
 def test_bad_search_settings_exit_2_with_one_paragraph(tmp_path, lines, expected, capsys, monkeypatch):
     """Through the CLI, on a 2-CPU local Ray where the cluster decides (started and stopped here)."""
     init = ray.init
@@ -220,7 +221,7 @@ class RecordFreeCPUs:
 
 def test_a_search_of_data_parallel_trials_writes_best_gin(tmp_path, ray_session):
     ray_session(num_gpus=0)
-    result = run_search(search_file(tmp_path, "search.workers_per_trial = 2", "search.grace_period = 2", epochs=2),
+    result = run_search(search_file(tmp_path, "search.workers_per_trial = 2", "search.scheduler = 'fifo'", epochs=2),
                         num_samples=2, storage=tmp_path / "out", callback=RecordFreeCPUs(tmp_path))
     assert len(result["table"]) == 2 and set(result["table"]["status"]) == {"done"}
     assert result["best"].is_file()
