@@ -186,7 +186,7 @@ def test_fractional_gpus_pack_trials_and_workers_multiply_what_a_trial_holds():
     assert trial_resources(tenth, {"CPU": 16, "GPU": 1})[1] == 10  # not 9 from 1 / 0.1 = 9.999...
     assert trial_resources(SearchConfig(space=space, gpus_per_trial=0), {"CPU": 4, "GPU": 2}) == ({"cpu": 1}, 4)
     # Two workers with one GPU each: the trial's own process holds no CPU or GPU, its workers do.
-    workers = SearchConfig(space=space, workers_per_trial=2, cpus_per_trial=2)
+    workers = SearchConfig(space=space, workers_per_trial=2, cpus_per_trial=2, scheduler="fifo")
     resources, concurrent = trial_resources(workers, {"CPU": 16, "GPU": 4})
     assert resources.get("cpu", 0) == 0 and "gpu" not in resources and concurrent == 2
     assert trial_resources(workers, {"CPU": 6})[1] == 1
