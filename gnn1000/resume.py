@@ -69,11 +69,12 @@ def changed(old_text: str, new_text: str, source: str) -> dict[str, tuple]:
             if old.get(key, "(default)") != value}
 
 
-def check_bindings(config_text: str, bindings: list[str], source: str) -> dict[str, tuple]:
+def check_bindings(config_text: str, bindings: list[str], source: str, also: tuple[str, ...] = ()) -> dict[str, tuple]:
     """The settings ``bindings`` change against a run's config.gin, as ``key -> (old, new)``; raise,
-    naming each, if any of them may not change on resume."""
+    naming each, if any of them may not change on resume (``also``: more that may, e.g. what PBT perturbs)."""
     changes = changed(config_text, "\n".join(bindings), source)
-    refused = [key for key in changes if key not in MUTABLE]
+    mutable = (*MUTABLE, *also)
+    refused = [key for key in changes if key not in mutable]
     scheduled = bound_values(config_text, source).get("experiment.scheduler") in FITTED_TO_EPOCHS
     if scheduled and "experiment.epochs" in changes:
         refused.append("experiment.epochs")  # the restored schedule's decay is fitted to the old length
@@ -83,7 +84,7 @@ def check_bindings(config_text: str, bindings: list[str], source: str) -> dict[s
         raise ConfigError(
             f"--resume cannot change {listed}: the checkpoint was made with the run's own value, so the "
             f"model, data or random draws would no longer match it. Settings that may change on resume: "
-            f"{', '.join(MUTABLE)}{not_epochs}. To train with the new value, start a new run, e.g. "
+            f"{', '.join(mutable)}{not_epochs}. To train with the new value, start a new run, e.g. "
             f"'gnn1000 train {source} --run-dir NEW_DIR --bind ...'. Nothing in the run directory was changed.")
     return changes
 

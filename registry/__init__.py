@@ -37,6 +37,7 @@ class Entry:
     obj: Any = None
     entry_point: metadata.EntryPoint | None = None
     rivals: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)  # what register() was told besides the name
 
     @property
     def loaded(self) -> bool:
@@ -94,8 +95,12 @@ def _discover(kind: str) -> None:
         _discovered.add(kind)
 
 
-def register(kind: str, name: str | None = None) -> Callable[[Any], Any]:
-    """Decorator: ``@register("operators", "myconv")`` makes a class resolvable by name; it stays unchanged."""
+def register(kind: str, name: str | None = None, **info: Any) -> Callable[[Any], Any]:
+    """Decorator: ``@register("operators", "myconv")`` makes a class resolvable by name; it stays unchanged.
+
+    ``info`` is kept on the entry (:func:`entry` ``.info``) for what callers want to know without
+    calling the object, e.g. a dataset's ``metric`` (``@register("datasets", "cora", metric="acc")``).
+    """
     _check_kind(kind)
 
     def decorator(obj: Any) -> Any:
@@ -119,6 +124,7 @@ def register(kind: str, name: str | None = None) -> Callable[[Any], Any]:
                 entry = Entry(kind, reg_name, _origin_of_module(obj.__module__), target)
                 _entries[kind][key] = entry
             entry.obj = obj
+            entry.info = dict(info)
         return obj
 
     return decorator

@@ -138,7 +138,7 @@ def test_bad_search_settings_say_what_is_allowed():
         SearchConfig(space={"experiment.lr": ("normal", 0, 1)})
     with pytest.raises(ConfigError, match="need low < high and low > 0"):
         SearchConfig(space={"experiment.lr": ("loguniform", 0, 1)})
-    with pytest.raises(ConfigError, match="ASHA decides"):
+    with pytest.raises(ConfigError, match="the scheduler decides"):
         SearchConfig(space={"experiment.epochs": ("choice", [10, 20])})
     with pytest.raises(ConfigError, match="configurable.parameter"):
         SearchConfig(space={"dropout": ("uniform", 0, 1)})
@@ -175,6 +175,23 @@ def test_trials_ask_for_one_gpu_each_when_the_cluster_has_gpus():
     assert trial_resources(settings, {"CPU": 16}) == ({"cpu": 2}, 8)
     settings.max_concurrent = 3
     assert trial_resources(settings, {"CPU": 16, "GPU": 4}) == ({"cpu": 2, "gpu": 1}, 3)
+
+
+def test_fractional_gpus_pack_trials_and_workers_multiply_what_a_trial_holds():
+    space = {"experiment.lr": ("loguniform", 1e-4, 1e-2)}
+    quarter = SearchConfig(space=space, gpus_per_trial=0.25)
+    assert trial_resources(quarter, {"CPU": 16, "GPU": 1}) == ({"cpu": 1, "gpu": 0.25}, 4)
+    assert trial_resources(quarter, {"CPU": 3, "GPU": 1})[1] == 3  # the CPUs run out first
+    tenth = SearchConfig(space=space, gpus_per_trial=0.1)
+    assert trial_resources(tenth, {"CPU": 16, "GPU": 1})[1] == 10  # not 9 from 1 / 0.1 = 9.999...
+    assert trial_resources(SearchConfig(space=space, gpus_per_trial=0), {"CPU": 4, "GPU": 2}) == ({"cpu": 1}, 4)
+    # Two workers with one GPU each: the trial's own process holds no CPU or GPU, its workers do.
+    workers = SearchConfig(space=space, workers_per_trial=2, cpus_per_trial=2, scheduler="fifo")
+    resources, concurrent = trial_resources(workers, {"CPU": 16, "GPU": 4})
+    assert resources.get("cpu", 0) == 0 and "gpu" not in resources and concurrent == 2
+    assert trial_resources(workers, {"CPU": 6})[1] == 1
+    with pytest.raises(ConfigError, match=r"needs 4 CPUs, 2 GPUs .* has 16 CPUs, 1 GPUs"):
+        trial_resources(workers, {"CPU": 16, "GPU": 1})
 
 
 # -- real searches -------------------------------------------------------------------------------
@@ -235,11 +252,13 @@ def test_a_crashed_trial_resumes_from_its_checkpoint_and_finishes(tmp_path, ray_
     assert result["table"].iloc[0]["status"] == "done"
 
 
-def test_resume_restores_an_interrupted_search(tmp_path, ray_session, monkeypatch):
+@pytest.mark.parametrize("algorithm", ["random", "optuna"])
+def test_resume_restores_an_interrupted_search(tmp_path, ray_session, monkeypatch, algorithm):
     ray_session(num_gpus=0)
     monkeypatch.chdir(tmp_path)
     log = tmp_path / "epochs.log"
-    tiny_search(tmp_path, epochs=3)
+    path = tiny_search(tmp_path, epochs=3)
+    path.write_text(path.read_text() + f"search.algorithm = {algorithm!r}\n")  # the resumed search reads it too
     first = run_search("search.gin", num_samples=1, storage="out", callback=CrashAt(log, epoch=2),
                        bindings=["search.max_failures = 0"])
     assert first["grid"][0].error is not None and first["best"] is None
@@ -254,10 +273,13 @@ def test_resume_restores_an_interrupted_search(tmp_path, ray_session, monkeypatc
     assert (search_dir / "best.gin").is_file()
 
 
-def test_each_concurrent_trial_gets_its_own_gpu_and_runs_on_cpu_without_cuda(tmp_path, ray_session):
-    ray_session(num_gpus=2)
+@pytest.mark.parametrize("num_gpus, gpus_per_trial", [(2, None), (1, 0.5)], ids=["a GPU each", "half a GPU each"])
+def test_concurrent_trials_get_their_gpu_share_and_run_on_cpu_without_cuda(tmp_path, ray_session, num_gpus,
+                                                                           gpus_per_trial):
+    ray_session(num_gpus=num_gpus)
     result = run_search(tiny_search(tmp_path, epochs=3), num_samples=2, storage=tmp_path / "out",
-                        callback=RecordDevice(tmp_path), bindings=["search.grace_period = 3"])
+                        callback=RecordDevice(tmp_path),
+                        bindings=["search.grace_period = 3", f"search.gpus_per_trial = {gpus_per_trial}"])
     assert len(result["table"]) == 2 and set(result["table"]["status"]) == {"done"}
     entries = [json.loads(line) for line in (tmp_path / "devices.jsonl").read_text().splitlines()]
     by_run: dict[str, list] = {}
@@ -266,8 +288,12 @@ def test_each_concurrent_trial_gets_its_own_gpu_and_runs_on_cpu_without_cuda(tmp
     assert len(by_run) == 2
     gpu_ids = [{tuple(e["gpu_ids"]) for e in run} for run in by_run.values()]
     assert all(len(ids) == 1 and len(next(iter(ids))) == 1 for ids in gpu_ids)  # one GPU per trial
-    assert gpu_ids[0] != gpu_ids[1]  # ... and not the same one
+    if gpus_per_trial is None:
+        assert gpu_ids[0] != gpu_ids[1]  # ... and not the same one
+    else:
+        assert gpu_ids[0] == gpu_ids[1] == {("0",)}  # ... the one GPU, which both hold half of
     assert {e["device"] for e in entries} == {"cpu"}  # Ray's GPU id, but no CUDA here: CPU
     assert {e["cwd"] for e in entries} == {os.getcwd()}  # relative paths mean what they mean here
     first, second = ([e["time"] for e in run] for run in by_run.values())
     assert min(first) < max(second) and min(second) < max(first)  # they ran at the same time
+    assert result["best"].is_file()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,24 +20,32 @@ import pandas as pd
 import pyarrow.fs
 import ray
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from gnn1000 import config as gin_config
+from gnn1000 import registry
 from gnn1000.errors import ConfigError
+from gnn1000.extras import require
+from gnn1000.task import METRICS
 from gnn1000.tune.cluster import check_address, ray_session  # noqa: F401  check_address: a public name here
-from gnn1000.tune.space import SearchConfig, bindings_for, check_group_divisibility
+from gnn1000.tune.space import KeepInRange, SearchConfig, bindings_for, check_group_divisibility, without_search
 from gnn1000.tune.trial import train_trial
 
 DEFAULT_STORAGE = Path("runs") / "tune"
 BEST_CONFIG = "best.gin"
 RESULTS = "results.csv"
 CONFIG = "config.gin"  # a trial's operative config, inside its checkpoints
+# A data-parallel trial's own process only waits on its workers, which hold the CPUs and GPUs; Ray
+# refuses a placement group with nothing in it, so it holds this much memory instead (bytes).
+DATA_PARALLEL_DRIVER = {"cpu": 0, "memory": 256 * 2**20}
 
 
 @dataclass
 class Search:
-    """A parsed search file: the base config as gin text, the search settings, the task's objective."""
+    """A parsed search file: the experiment config as gin text (no ``search.*``), the search settings,
+    the task's objective."""
 
     name: str
     base_config: str
@@ -51,18 +60,36 @@ def load_search(path: str | Path, bindings: list[str] | tuple[str, ...] = ()) ->
     """Parse a search file (path or shipped name like 'tune/resgnn') and check it before any trial runs."""
     loaded = gin_config.load(path, bindings, search=True)
     settings = SearchConfig()
-    base_config = gin.config_str()
+    if settings.algorithm == "optuna":
+        require("optuna", "tune", "search.algorithm = 'optuna'")
+    base_config = without_search(gin.config_str())
     check_group_divisibility(settings.space, _bound)
     experiment = gin_config.settings()
     # Parse one sample, so a typo in a searched binding fails here, not in every trial.
     sample = {key: domain.sample() if hasattr(domain, "sample") else domain["grid_search"][0]
               for key, domain in settings.param_space().items()}
-    gin_config.load(None, [base_config, *bindings_for(sample)], search=True)
-    task = gin_config.reference("datasets", experiment.dataset)().task
+    gin_config.load(None, [base_config, *bindings_for(sample)])
+    metric = dataset_metric(experiment.dataset)
     # The file's own name: search folders are <name>-<timestamp>, one level under --storage.
     return Search(name=Path(loaded.name).name, base_config=base_config, settings=settings,
-                  epochs=experiment.epochs, device=experiment.device, metric=f"valid_{task.metric}",
-                  mode="max" if task.higher_is_better else "min")
+                  epochs=experiment.epochs, device=experiment.device, metric=f"valid_{metric}",
+                  mode="max" if METRICS[metric] else "min")
+
+
+def dataset_metric(dataset: str) -> str:
+    """The metric the dataset plugin registered (``register(..., metric=...)``: a name, or a function
+    of the dataset's bound arguments), with no graph loaded or generated. A plugin that registered
+    none is built once and asked for its task."""
+    entry = registry.entry("datasets", dataset)
+    metric = entry.info.get("metric")
+    if metric is None:
+        return gin_config.reference("datasets", dataset)().task.metric
+    if callable(metric):
+        metric = metric(**gin.get_bindings(gin_config.reference("datasets", dataset)))
+    if metric not in METRICS:
+        raise ConfigError(f"Dataset {dataset!r} is scored by {metric!r}, which gnn1000 cannot optimize; "
+                          f"supported metrics: {', '.join(METRICS)}.")
+    return metric
 
 
 def _bound(selector: str):
@@ -73,14 +100,44 @@ def _bound(selector: str):
 
 
 def trial_resources(settings: SearchConfig, cluster: dict) -> tuple[dict, int]:
-    """One GPU per trial when the cluster has GPUs, else CPUs; and how many trials run at once."""
-    gpus, cpus = int(cluster.get("GPU", 0)), int(cluster.get("CPU", 0))
-    if gpus:
-        resources, fits = {"cpu": settings.cpus_per_trial, "gpu": 1}, gpus
-    else:
-        resources, fits = {"cpu": settings.cpus_per_trial}, max(1, cpus // settings.cpus_per_trial)
+    """What one trial asks Ray for, and how many trials run at once.
+
+    A trial holds ``cpus_per_trial`` CPUs and ``gpus_per_trial`` GPUs (a fraction shares a GPU; by
+    default 1 when the cluster has GPUs). With ``workers_per_trial`` N > 1 each of its N Ray Train
+    workers holds that much and the trial's own process almost nothing. How many trials fit the
+    cluster's CPUs and GPUs sets the concurrency (``max_concurrent`` may lower it).
+    """
+    gpus = gpus_per_trial(settings, cluster)
+    per_worker = {"cpu": settings.cpus_per_trial, **({"gpu": gpus} if gpus else {})}
+    workers = settings.workers_per_trial
+    resources = per_worker if workers == 1 else dict(DATA_PARALLEL_DRIVER)
+    held = {key: amount * workers for key, amount in per_worker.items()}
+    # the small epsilon: 1 / 0.1 is 9.999999999999998 in floats
+    fits = min(math.floor(cluster.get(key.upper(), 0) / amount + 1e-9) for key, amount in held.items())
+    if fits < 1:
+        have = ", ".join(f"{cluster.get(key.upper(), 0):g} {key.upper()}s" for key in held)
+        need = ", ".join(f"{amount:g} {key.upper()}s" for key, amount in held.items())
+        raise ConfigError(f"One trial needs {need} ({workers} worker(s) x search.cpus_per_trial="
+                          f"{settings.cpus_per_trial}, search.gpus_per_trial={gpus:g}), but the Ray cluster has "
+                          f"{have}. Lower search.cpus_per_trial, search.gpus_per_trial (a fraction such as 0.5 "
+                          f"shares a GPU) or search.workers_per_trial, or add nodes.")
     concurrent = min(fits, settings.max_concurrent) if settings.max_concurrent else fits
     return resources, concurrent
+
+
+def gpus_per_trial(settings: SearchConfig, cluster: dict) -> float:
+    """``search.gpus_per_trial``, by default 1 when the cluster has GPUs and 0 when it has none."""
+    if settings.gpus_per_trial is not None:
+        return settings.gpus_per_trial
+    return 1 if cluster.get("GPU", 0) else 0
+
+
+def data_parallel_settings(settings: SearchConfig, cluster: dict) -> dict | None:
+    """What a multi-worker trial passes to ``fit_data_parallel``; None for single-process trials."""
+    if settings.workers_per_trial == 1:
+        return None
+    return {"workers": settings.workers_per_trial, "gpus_per_worker": gpus_per_trial(settings, cluster),
+            "cpus_per_worker": settings.cpus_per_trial}
 
 
 def storage_root(storage: str | Path | None) -> str:
@@ -137,17 +194,26 @@ def run_search(search_file: str | Path, *, bindings: list[str] | tuple[str, ...]
 
 
 def _fit(search: Search, root: str, restore: str | None, callback, log) -> dict:
-    resources, concurrent = trial_resources(search.settings, ray.cluster_resources())
+    cluster = ray.cluster_resources()
+    pbt = search.settings.scheduler == "pbt"
+    resources, concurrent = trial_resources(search.settings, cluster)
     trainable = tune.with_resources(
-        tune.with_parameters(train_trial, base_config=search.base_config, workdir=os.getcwd(), callback=callback),
+        tune.with_parameters(train_trial, base_config=search.base_config, workdir=os.getcwd(), callback=callback,
+                             data_parallel=data_parallel_settings(search.settings, cluster), epochs=search.epochs,
+                             # PBT clones checkpoints at its perturbations only, and keeps them all (below)
+                             checkpoint_every=search.settings.perturbation_interval if pbt else 1),
         resources)
+    if pbt:
+        random.seed(search.settings.seed)  # PBT draws from Python's global random; nothing else seeds it
     if restore:
         log(f"resuming {restore}")
         tuner = tune.Tuner.restore(restore, trainable, resume_errored=True)
     else:
         name = new_search_name(root, search.name)
-        log(f"search {name}: {search.settings.num_samples} samples, up to {concurrent} at once, "
-            f"each with {resources}; optimizing {search.metric} ({search.mode}); results in {root}/{name}")
+        s = search.settings
+        workers = f" x {s.workers_per_trial} workers" if s.workers_per_trial > 1 else ""
+        log(f"search {name}: {s.num_samples} samples ({s.algorithm}, {s.scheduler}), up to {concurrent} at once, "
+            f"each with {resources}{workers}; optimizing {search.metric} ({search.mode}); results in {root}/{name}")
         tuner = tune.Tuner(trainable, param_space=search.settings.param_space(),
                            tune_config=tune_config(search, concurrent), run_config=run_config(search, root, name))
     grid = tuner.fit()
@@ -156,18 +222,42 @@ def _fit(search: Search, root: str, restore: str | None, callback, log) -> dict:
 
 def tune_config(search: Search, concurrent: int) -> tune.TuneConfig:
     s = search.settings
-    scheduler = ASHAScheduler(time_attr="epoch", max_t=search.epochs, grace_period=min(s.grace_period, search.epochs),
-                              reduction_factor=s.reduction_factor)
-    return tune.TuneConfig(metric=search.metric, mode=search.mode, num_samples=s.num_samples, scheduler=scheduler,
-                           search_alg=BasicVariantGenerator(random_state=s.seed, max_concurrent=concurrent),
+    return tune.TuneConfig(metric=search.metric, mode=search.mode, num_samples=s.num_samples,
+                           scheduler=scheduler(search), search_alg=search_algorithm(search, concurrent),
                            reuse_actors=True)  # safe: every trial clears gin and seeds itself
+
+
+def scheduler(search: Search):
+    """ASHA stops weak trials at rungs; PBT copies strong trials' checkpoints into weak ones and
+    perturbs their values; FIFO runs every trial to the end."""
+    s = search.settings
+    if s.scheduler == "asha":
+        return ASHAScheduler(time_attr="epoch", max_t=search.epochs, grace_period=min(s.grace_period, search.epochs),
+                             reduction_factor=s.reduction_factor)
+    if s.scheduler == "pbt":
+        return PopulationBasedTraining(time_attr="epoch", perturbation_interval=s.perturbation_interval,
+                                       hyperparam_mutations=s.mutations(), custom_explore_fn=KeepInRange(s.space))
+    return FIFOScheduler()
+
+
+def search_algorithm(search: Search, concurrent: int):
+    """Random sampling (seeded), or Optuna's TPE (seeded) limited to ``concurrent`` open trials."""
+    s = search.settings
+    if s.algorithm == "optuna":
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        return ConcurrencyLimiter(OptunaSearch(sampler=optuna.samplers.TPESampler(seed=s.seed)),
+                                  max_concurrent=concurrent)
+    return BasicVariantGenerator(random_state=s.seed, max_concurrent=concurrent)
 
 
 def run_config(search: Search, root: str, name: str) -> tune.RunConfig:
     return tune.RunConfig(
         name=name, storage_path=root,
         failure_config=tune.FailureConfig(max_failures=search.settings.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        # PBT may clone any trial's checkpoint from its last perturbation while that trial goes on
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None if search.settings.scheduler == "pbt" else 2),
     )
 
 
@@ -176,7 +266,7 @@ def results_table(grid, search: Search) -> pd.DataFrame:
     metric, test = search.metric, "test" + search.metric.removeprefix("valid")
     rows = []
     for result in grid:
-        history = result.metrics_dataframe
+        history = trial_history(result, search)
         row = {"trial": (result.metrics or {}).get("trial_id", Path(result.path).name), **result.config}
         if history is None or history.empty or metric not in history:
             rows.append({**row, "epochs": 0, metric: math.nan, test: math.nan,
@@ -189,6 +279,15 @@ def results_table(grid, search: Search) -> pd.DataFrame:
                      "status": status, "checkpoint": result.checkpoint})
     table = pd.DataFrame(rows).sort_values(metric, ascending=search.mode == "min", na_position="last")
     return table.reset_index(drop=True)
+
+
+def trial_history(result, search: Search) -> pd.DataFrame | None:
+    """The epochs Tune saw of a trial; under PBT, its checkpoint's records instead: those follow the
+    run the trial ends with, including the epochs of the trial it was cloned from."""
+    if search.settings.scheduler != "pbt" or result.checkpoint is None:
+        return result.metrics_dataframe
+    with result.checkpoint.as_directory() as saved:
+        return pd.read_json(Path(saved) / "metrics.jsonl", lines=True)
 
 
 def best_config(checkpoint, search: Search, header: str) -> str:
@@ -216,7 +315,11 @@ def report(grid, search: Search, log: Callable[[str], None]) -> dict:
         return outcome
     top = finished.iloc[0]
     header = (f"# Best trial {top['trial']} of search {search.name}: {search.metric} {top[search.metric]:.4f} "
-              f"at epoch {top['best epoch']}.\n# Re-run it with: gnn1000 train {out / BEST_CONFIG}\n\n")
+              f"at epoch {top['best epoch']}.\n# Re-run it with: gnn1000 train {out / BEST_CONFIG}\n")
+    if search.settings.scheduler == "pbt":
+        header += ("# PBT may have changed its values while it trained (any changes are listed below); "
+                   "this file\n# trains with the last ones from the first epoch on.\n")
+    header += "\n"
     (out / BEST_CONFIG).write_text(best_config(top["checkpoint"], search, header))
     outcome["best"] = out / BEST_CONFIG
     log(f"best trial {top['trial']}: {search.metric} {top[search.metric]:.4f}; config: {out / BEST_CONFIG}; "

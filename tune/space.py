@@ -8,6 +8,9 @@ A search file is an ordinary gin config (it includes a runnable model config) pl
         'revgnn.num_groups': ('choice', [2, 3, 4]),
     }
     search.num_samples = 16
+    search.algorithm = 'optuna'        # or 'random'
+    search.scheduler = 'asha'          # or 'pbt', 'fifo'
+    search.gpus_per_trial = 0.5        # two trials share a GPU
 
 Each key is a gin binding ``configurable.parameter``; each value names a Ray Tune distribution and
 its arguments. Every trial runs the included config with one sample of these bindings.
@@ -15,14 +18,16 @@ its arguments. Every trial runs the included config with one sample of these bin
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass, field
 
 import gin
+from gin import config_parser
 import numpy as np
 from ray import tune
 
-from gnn1000.errors import ConfigError, check_positive_ints
+from gnn1000.errors import ConfigError, check_number, check_positive_ints
 
 # spec name -> (Ray Tune sampler, what its arguments are); grid tries every value in every sample.
 DISTRIBUTIONS = {
@@ -36,6 +41,19 @@ DISTRIBUTIONS = {
     "lograndint": (tune.lograndint, "low, high (high excluded)"),
 }
 
+ALGORITHMS = {"random": "Ray Tune's random sampling", "optuna": "Optuna's TPE (model-based)"}
+SCHEDULERS = {"asha": "stop weak trials early", "pbt": "population-based training",
+              "fifo": "run every trial to the end"}
+# What PBT may change in a running trial, which then continues from a checkpoint with the new
+# value: the loop's step settings a resume may change, and dropout (no weights depend on it).
+PERTURBABLE_SETTINGS = ("experiment.lr", "experiment.weight_decay", "experiment.grad_clip")
+PERTURBABLE_PARAMETERS = ("dropout", "input_dropout")
+
+
+def perturbable(key: str) -> bool:
+    """Whether PBT may change the binding ``key`` in a running trial (see :data:`PERTURBABLE_SETTINGS`)."""
+    return key in PERTURBABLE_SETTINGS or key.rsplit(".", 1)[-1] in PERTURBABLE_PARAMETERS
+
 
 @gin.configurable("search")
 @dataclass
@@ -44,8 +62,13 @@ class SearchConfig:
 
     space: dict = field(default_factory=dict)
     num_samples: int = 8
-    max_concurrent: int = 0  # 0: as many as the cluster has GPUs (or CPUs, without GPUs)
-    cpus_per_trial: int = 1
+    algorithm: str = "random"  # see ALGORITHMS
+    scheduler: str = "asha"  # see SCHEDULERS
+    max_concurrent: int = 0  # 0: as many as the cluster's resources hold (see gpus/cpus_per_trial)
+    cpus_per_trial: int = 1  # with workers_per_trial > 1: per worker
+    gpus_per_trial: float | None = None  # None: 1 when the cluster has GPUs, else 0; per worker as above
+    workers_per_trial: int = 1  # > 1: each trial is a data-parallel run of this many Ray Train workers
+    perturbation_interval: int = 4  # PBT: epochs between a trial's chances to exploit a better one
     grace_period: int = 5  # ASHA: epochs every trial gets before it can be stopped
     reduction_factor: float = 3.0  # ASHA: keep the best 1/reduction_factor at every rung
     max_failures: int = 2  # retries of a crashed trial, each from its last checkpoint
@@ -55,8 +78,18 @@ class SearchConfig:
         if not isinstance(self.space, dict) or not self.space:
             raise ConfigError("search.space must be a non-empty dict of 'configurable.parameter' -> "
                               "(distribution, args...), e.g. {'experiment.lr': ('loguniform', 1e-4, 1e-2)}.")
+        for setting, allowed in (("algorithm", ALGORITHMS), ("scheduler", SCHEDULERS)):
+            value = getattr(self, setting)
+            if value not in allowed:
+                listed = "; ".join(f"'{name}' ({what})" for name, what in allowed.items())
+                raise ConfigError(f"search.{setting}={value!r} is not one of the choices: {listed}.")
         check_positive_ints("search", num_samples=self.num_samples, cpus_per_trial=self.cpus_per_trial,
-                            grace_period=self.grace_period)
+                            grace_period=self.grace_period, workers_per_trial=self.workers_per_trial,
+                            perturbation_interval=self.perturbation_interval)
+        check_number("search", "gpus_per_trial", self.gpus_per_trial, low=0, allow_none=True)
+        if self.gpus_per_trial is not None and self.gpus_per_trial > 1 and self.gpus_per_trial % 1:
+            raise ConfigError(f"search.gpus_per_trial={self.gpus_per_trial!r}: Ray shares a GPU only in "
+                              "fractions below 1; above 1, give a whole number of GPUs.")
         if not isinstance(self.max_concurrent, int) or self.max_concurrent < 0:
             raise ConfigError(f"search.max_concurrent={self.max_concurrent!r} must be 0 (follow the "
                               "cluster's GPUs or CPUs) or a positive integer.")
@@ -68,10 +101,55 @@ class SearchConfig:
         for key, spec in self.space.items():
             _check_key(key)
             _check_spec(key, spec)
+        self._check_combination()
+
+    def _check_combination(self) -> None:
+        """What the algorithm and the scheduler each accept, checked before Ray starts."""
+        grid = [key for key, spec in self.space.items() if spec[0] == "grid"]
+        if self.algorithm == "optuna" and grid:
+            raise ConfigError(f"search.algorithm='optuna' cannot take 'grid' specs ({', '.join(grid)}): Optuna "
+                              "samples every value itself. Use ('choice', [...]) for them, or "
+                              "search.algorithm='random' to try every grid value.")
+        if self.workers_per_trial > 1 and self.scheduler != "fifo":
+            raise ConfigError(f"search.workers_per_trial={self.workers_per_trial} needs search.scheduler='fifo' for "
+                              f"now, not {self.scheduler!r}: a multi-worker trial that ASHA or PBT stops midway "
+                              "leaves its Ray Train workers' CPUs and GPUs reserved. Set search.scheduler = 'fifo'.")
+        if self.scheduler != "pbt":
+            return
+        if self.algorithm != "random":
+            raise ConfigError(f"search.scheduler='pbt' needs search.algorithm='random' (Ray Tune runs no "
+                              f"search algorithm under PBT: PBT explores by itself), not {self.algorithm!r}.")
+        fixed = [key for key in self.space if not perturbable(key)]
+        if fixed:
+            raise ConfigError(
+                f"search.scheduler='pbt' cannot search {', '.join(fixed)}: PBT changes the searched values of "
+                f"a running trial, which then goes on from its checkpoint, so it may only perturb "
+                f"{', '.join(PERTURBABLE_SETTINGS)} and any '<architecture>.dropout' or '.input_dropout'. "
+                f"Bind the others to fixed values, or use search.scheduler='asha' or 'fifo' to search them.")
 
     def param_space(self) -> dict:
         """The Ray Tune param_space: binding -> Tune distribution."""
         return {key: to_domain(key, spec) for key, spec in self.space.items()}
+
+    def mutations(self) -> dict:
+        """PBT's hyperparam_mutations: lists for choices (PBT shifts along them), domains otherwise."""
+        return {key: list(spec[1]) if spec[0] in ("choice", "grid") else to_domain(key, spec)
+                for key, spec in self.space.items()}
+
+
+class KeepInRange:
+    """PBT's explore step multiplies a number by 0.8 or 1.2 with no bounds; this puts each value back
+    into its spec's range, so a dropout never leaves [low, high] (a dropout above 1 would crash)."""
+
+    def __init__(self, space: dict):
+        self.bounds = {key: (spec[1], spec[2] - (1 if spec[0].endswith("randint") else 0))
+                       for key, spec in space.items() if spec[0] not in ("choice", "grid")}
+
+    def __call__(self, config: dict) -> dict:
+        for key, (low, high) in self.bounds.items():
+            if key in config:
+                config[key] = type(config[key])(min(max(config[key], low), high))
+        return config
 
 
 def _check_key(key) -> None:
@@ -79,8 +157,8 @@ def _check_key(key) -> None:
         raise ConfigError(f"search.space key {key!r} must be a gin binding 'configurable.parameter' "
                           "(for example 'resgnn.dropout'), and not a search.* setting.")
     if key == "experiment.epochs":
-        raise ConfigError("search.space cannot sample experiment.epochs: ASHA decides how many epochs each "
-                          "trial gets. Set experiment.epochs to the most any trial may train.")
+        raise ConfigError("search.space cannot sample experiment.epochs: the scheduler decides how many epochs "
+                          "each trial gets. Set experiment.epochs to the most any trial may train.")
 
 
 def _check_spec(key: str, spec) -> None:
@@ -169,3 +247,26 @@ def gin_literal(value) -> str:
 def bindings_for(params: dict) -> list[str]:
     """One trial's sampled values as gin binding lines."""
     return [f"{key} = {gin_literal(value)}" for key, value in sorted(params.items())]
+
+
+class _Parsed(config_parser.ParserDelegate):
+    """Reads references and macros as placeholders: only where statements start is wanted."""
+
+    def configurable_reference(self, scoped_configurable_name, evaluate):
+        return None
+
+    def macro(self, macro_name):
+        return None
+
+
+def without_search(config_text: str) -> str:
+    """A flattened search config minus its ``search.*`` bindings: the plain experiment config that
+    ``gnn1000 train`` (and a data-parallel trial's workers) accept."""
+    lines = config_text.splitlines(keepends=True)
+    statements = list(config_parser.ConfigParser(io.StringIO(config_text), _Parsed()))
+    starts = [st.location.line_num - 1 for st in statements] + [len(lines)]
+    dropped = set()
+    for st, start, end in zip(statements, starts, starts[1:]):
+        if isinstance(st, config_parser.BindingStatement) and st.selector.split(".")[-1] == "search":
+            dropped.update(range(start, end))
+    return "".join(line for n, line in enumerate(lines) if n not in dropped)

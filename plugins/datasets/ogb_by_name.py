@@ -6,12 +6,12 @@ from gnn1000.data import GraphTaskData, NodeTaskData
 from gnn1000.errors import ConfigError
 from gnn1000.registry import register
 
-from .ogb_common import ogb_level
+from .ogb_common import ogb_level, ogb_metric
 from .ogb_graph import ogb_graph_data
 from .ogb_node import ogb_node_data
 
 
-@register("datasets", "ogb")
+@register("datasets", "ogb", metric=ogb_metric)
 def ogb(name: str | None = None, embedding_dim: int = 64, readout: str = "mean") -> NodeTaskData | GraphTaskData:
     """``experiment.dataset = 'ogb'`` with ``ogb.name = 'ogbg-molpcba'`` (or any other listed name)."""
     if not name:

@@ -47,6 +47,14 @@ def ogb_level(name: str) -> str:
                       f"meta_dict, as 'blogcatalog' does.")
 
 
+def ogb_metric(name: str | None = None, **_bindings) -> str:
+    """The metric OGB's own table lists for ``name`` ('rocauc', 'acc', ...), with no dataset opened:
+    a search learns what to optimize from it (``register(..., metric=...)``)."""
+    if not name:
+        raise ConfigError("The 'ogb' dataset needs a name: bind ogb.name = '<official OGB name>', e.g. 'ogbn-mag'.")
+    return ogb_master(ogb_level(name))[name]["eval metric"]
+
+
 def expected_files(meta: dict, level: str) -> list[str]:
     """The files OGB's loader reads, relative to the dataset's folder."""
     raw = ["edge.csv.gz", "num-node-list.csv.gz", "num-edge-list.csv.gz",

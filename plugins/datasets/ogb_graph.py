@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from torch_geometric.transforms import Constant
 
 from gnn1000.data import Encoders, GraphTaskData
 from gnn1000.registry import register
 
-from .ogb_common import open_ogb, task_from_meta
+from .ogb_common import ogb_metric, open_ogb, task_from_meta
 
 
 def ogb_graph_data(name: str, *, embedding_dim: int = 64, readout: str = "mean") -> GraphTaskData:
@@ -27,13 +29,13 @@ def ogb_graph_data(name: str, *, embedding_dim: int = 64, readout: str = "mean")
                          readout=readout, encoders=encoders)
 
 
-@register("datasets", "ogbg-molhiv")
+@register("datasets", "ogbg-molhiv", metric=partial(ogb_metric, "ogbg-molhiv"))
 def ogbg_molhiv(embedding_dim: int = 64, readout: str = "mean") -> GraphTaskData:
     """41,127 molecules, HIV inhibition (1 binary task), ROC-AUC, scaffold split."""
     return ogb_graph_data("ogbg-molhiv", embedding_dim=embedding_dim, readout=readout)
 
 
-@register("datasets", "ogbg-ppa")
+@register("datasets", "ogbg-ppa", metric=partial(ogb_metric, "ogbg-ppa"))
 def ogbg_ppa(readout: str = "mean") -> GraphTaskData:
     """158,100 protein-association graphs, 37 taxonomic classes, accuracy; 7-dim edge features."""
     return ogb_graph_data("ogbg-ppa", readout=readout)

@@ -3,6 +3,8 @@ layout that OGB does not list (BlogCatalog), all through ``PygNodePropPredDatase
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch_geometric.transforms import ToUndirected
@@ -13,7 +15,7 @@ from gnn1000.errors import ConfigError
 from gnn1000.registry import register
 
 from .features import derive_node_features
-from .ogb_common import open_ogb, split_masks, task_from_meta
+from .ogb_common import ogb_metric, open_ogb, split_masks, task_from_meta
 
 AGGRS = ("sum", "mean")
 
@@ -41,7 +43,7 @@ def ogb_node_data(name: str, meta_dict: dict | None = None, *, undirected: bool 
     return NodeTaskData(name=name, graph=graph, task=task, encoders=encoders)
 
 
-@register("datasets", "ogbn-proteins")
+@register("datasets", "ogbn-proteins", metric=partial(ogb_metric, "ogbn-proteins"))
 def ogbn_proteins(node_feature_aggr: str = "sum") -> NodeTaskData:
     """112 binary tasks, ROC-AUC. Node features: the 8-dim features of each node's edges, aggregated
     (``sum`` as the paper's code does, or ``mean``), plus a one-hot of the node's species."""
@@ -57,19 +59,19 @@ def ogbn_proteins(node_feature_aggr: str = "sum") -> NodeTaskData:
     return data
 
 
-@register("datasets", "ogbn-arxiv")
+@register("datasets", "ogbn-arxiv", metric=partial(ogb_metric, "ogbn-arxiv"))
 def ogbn_arxiv() -> NodeTaskData:
     """40-class paper categories, accuracy; citations are made undirected, as in the paper."""
     return ogb_node_data("ogbn-arxiv", undirected=True)
 
 
-@register("datasets", "ogbn-products")
+@register("datasets", "ogbn-products", metric=partial(ogb_metric, "ogbn-products"))
 def ogbn_products() -> NodeTaskData:
     """47-class product categories, accuracy; 2.4M nodes: train it with a mini-batch sampler."""
     return ogb_node_data("ogbn-products")
 
 
-@register("datasets", "blogcatalog")
+@register("datasets", "blogcatalog", metric=BLOGCATALOG_META["eval metric"])
 def blogcatalog(node_features: str = "embedding", embedding_dim: int = 64) -> NodeTaskData:
     """BlogCatalog in OGB's node layout (``<root>/ogb/blogcatalog``): 39 binary tasks, mean ROC-AUC.
     OGB does not list it, so it is read through a ``meta_dict``. It has no node features:

@@ -45,19 +45,19 @@ def planetoid(name: str, split: str = "public", normalize_features: bool = True)
     return NodeTaskData(name=match, graph=graph, task=task)
 
 
-@register("datasets", "cora")
+@register("datasets", "cora", metric="acc")
 def cora(split: str = "public", normalize_features: bool = True) -> NodeTaskData:
     """2,708 papers, 7 classes; public split 140 / 500 / 1,000."""
     return planetoid("Cora", split, normalize_features)
 
 
-@register("datasets", "citeseer")
+@register("datasets", "citeseer", metric="acc")
 def citeseer(split: str = "public", normalize_features: bool = True) -> NodeTaskData:
     """3,327 papers, 6 classes; public split 120 / 500 / 1,000."""
     return planetoid("CiteSeer", split, normalize_features)
 
 
-@register("datasets", "pubmed")
+@register("datasets", "pubmed", metric="acc")
 def pubmed(split: str = "public", normalize_features: bool = True) -> NodeTaskData:
     """19,717 papers, 3 classes; public split 60 / 500 / 1,000."""
     return planetoid("PubMed", split, normalize_features)
@@ -93,7 +93,7 @@ def standardize_attributes(dataset, count: int, train: torch.Tensor) -> None:
     x[:, :count] = (x[:, :count] - mean) / torch.where(std > 0, std, torch.ones_like(std))
 
 
-@register("datasets", "tu")
+@register("datasets", "tu", metric="acc")
 def tu(name: str | None = None, split: tuple = (0.8, 0.1, 0.1), seed: int = 0,
        readout: str = "mean", folds: int | None = None, fold: int = 0, standardize: bool = True) -> GraphTaskData:
     """A TU graph classification set (``tu.name = 'MUTAG'``), accuracy. With ``folds`` (10 in the

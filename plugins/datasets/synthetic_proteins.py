@@ -22,7 +22,7 @@ from gnn1000.task import Task
 EDGE_DIM = 8
 
 
-@register("datasets", "synthetic-proteins")
+@register("datasets", "synthetic-proteins", metric="rocauc")
 def synthetic_proteins(num_nodes: int = 3000, num_species: int = 8, avg_degree: int = 30,
                        num_tasks: int = 32, hops: int = 3, within_species: float = 0.9,
                        latent_dim: int = 8, label_noise: float = 0.03, split=(0.6, 0.2, 0.2),
