@@ -39,7 +39,7 @@ def history(run_dir):
 # -- the kill loop ---------------------------------------------------------------------------------
 
 def _train(run_dir: str, resume: bool, pause: float) -> None:
-    """A forked child: train the tiny run (new or resumed), then exit without Python's cleanup."""
+    """A child process: train the tiny run (new or resumed), then exit without Python's cleanup."""
     torch.set_num_threads(1)
     os.environ[checkpoint.PAUSE_ENV] = str(pause)
     config.load("default", KILL_RUN)
@@ -54,7 +54,10 @@ def _train(run_dir: str, resume: bool, pause: float) -> None:
 def _start(run_dir, pause: float) -> multiprocessing.Process:
     last = RunDir(run_dir).last
     resume = last.is_file() or checkpoint.previous(last).is_file()
-    proc = multiprocessing.get_context("fork").Process(target=_train, args=(str(run_dir), resume, pause))
+    # forkserver: a plain fork would copy threads other tests leave behind (Ray's) and can deadlock
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", "torch_geometric", "gnn1000.build"])
+    proc = context.Process(target=_train, args=(str(run_dir), resume, pause))
     proc.start()
     return proc
 
