@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 
 import gin
@@ -126,7 +127,8 @@ def ray_cpus(tmp_path_factory):
     ray = pytest.importorskip("ray")
     marker = tmp_path_factory.mktemp("fault") / "failed"
     env = {"PYTHONPATH": os.pathsep.join([str(TESTS), *sys.path]), "OMP_NUM_THREADS": "1",
-           "GNN1000_TEST_FAIL_MARKER": str(marker), **FAULT}
+           "GNN1000_TEST_FAIL_MARKER": str(marker), "GNN1000_TEST_EPOCHS_FILE": str(marker.with_name("epochs")),
+           **FAULT}
     ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env}, address="local")
     yield marker
     ray.shutdown()
@@ -221,6 +223,32 @@ def test_resume_continues_a_data_parallel_run_in_its_own_directory(uninterrupted
     assert history(run)[:3] == history(uninterrupted[0])
     [entry] = [json.loads(line) for line in (run / "resumes.jsonl").read_text().splitlines()]
     assert entry["after_epoch"] == 3 and entry["changed"] == {"experiment.epochs": {"from": 3, "to": 4}}
+
+
+def test_a_caller_that_stops_reading_ends_the_run_and_frees_the_workers(ray_cpus, tmp_path):
+    """Tune stops a trial by raising SystemExit in its report (ASHA's early stop): fit_data_parallel
+    re-raises it only after the workers ended at the next epoch, so their CPUs are free for the next
+    trial, and the run directory keeps the epochs it reported."""
+    import ray
+
+    from gnn1000.tune.data_parallel import fit_data_parallel
+
+    def stop_after_epoch_1(record, _run_dir):
+        if record["epoch"] == 1:
+            raise SystemExit(0)
+
+    run, trained = tmp_path / "run", ray_cpus.with_name("epochs")
+    with pytest.raises(SystemExit):
+        fit_data_parallel(config_text([*FULL_BATCH_REVGNN, "experiment.epochs = 100",
+                                       "experiment.loggers = ['epochs_trained']"], "import dp_faults"),
+                          run, workers=2, on_epoch=stop_after_epoch_1)
+    # the workers stopped within the epochs that were under way when the caller stopped, not at 100
+    assert 1 <= len(trained.read_text().split()) < 100
+    assert [r["epoch"] for r in history(run)] == [1]  # what the caller was shown, and no more
+    deadline = time.monotonic() + 60  # Ray hands a finished run's placement group back asynchronously
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"]
 
 
 def test_a_bad_setting_in_the_workers_is_the_users_error_not_rays(ray_cpus, tmp_path):

@@ -123,7 +123,8 @@ BAD = [
      "experiment.weight_decay, experiment.grad_clip and any '<architecture>.dropout'"),
     ("search.gpus_per_trial = 0.5", "but the Ray cluster has 2 CPUs, 0 GPUs"),
     ("search.workers_per_trial = 3\nsearch.scheduler = 'fifo'", "One trial needs 3 CPUs (3 worker(s)"),
-    ("search.workers_per_trial = 2", "search.workers_per_trial=2 needs search.scheduler='fifo' for now, not 'asha'"),
+    ("search.workers_per_trial = 2\nsearch.scheduler = 'pbt'", "search.workers_per_trial=2 cannot be combined with "
+     "search.scheduler='pbt' yet"),
 ]
 
 

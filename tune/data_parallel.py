@@ -90,10 +90,12 @@ def fit_data_parallel(config_text: str, run_dir: str | Path, *, workers: int,
     storage = storage or str(run_dir.parent / "ray-train")
     storage = storage if "://" in storage else str(Path(storage).expanduser().resolve())
     forward = Queue(actor_options={"num_cpus": 0})
+    stop = Queue(actor_options={"num_cpus": 0})  # the caller asks the workers to end after their next epoch
     trainer = TorchTrainer(
         _train_worker,
         train_loop_config={"config_text": config_text, "workdir": os.getcwd(), "use_gpu": gpus_per_worker > 0,
-                           "resume_from": str(run_dir) if resume else None, "scratch": str(SCRATCH / uuid.uuid4().hex)},
+                           "resume_from": str(run_dir) if resume else None, "scratch": str(SCRATCH / uuid.uuid4().hex),
+                           "stop": stop},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0,
                                      resources_per_worker={"CPU": cpus_per_worker,
                                                            **({"GPU": gpus_per_worker} if gpus_per_worker else {})}),
@@ -131,8 +133,15 @@ def fit_data_parallel(config_text: str, run_dir: str | Path, *, workers: int,
             if on_epoch is not None:
                 on_epoch(record, run_dir)
         thread.join()
+    except BaseException:
+        # on_epoch raised (Tune stopping the trial raises SystemExit in it): end the Ray Train run
+        # too, or its workers would keep their CPUs and GPUs reserved for a run nobody reads
+        stop.put(True)
+        thread.join()
+        raise
     finally:
         ray.kill(forward.actor)
+        ray.kill(stop.actor)
     if "error" in outcome:
         raise _user_error(outcome["error"]) from outcome["error"]
     return last or {}
@@ -145,6 +154,10 @@ def _user_error(exc: BaseException) -> BaseException:
         if isinstance(cause, Gnn1000Error):
             return cause
     return exc
+
+
+class _StopRequested(Exception):
+    """Raised in every worker after an epoch's report when the caller has asked the run to end."""
 
 
 def _train_worker(loop_config: dict) -> None:
@@ -178,11 +191,15 @@ def _train_worker(loop_config: dict) -> None:
     def report(metrics: dict) -> None:
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(run_dir)) if main else None)
         # (every rank reports: it is a barrier)
+        if experiment.ranks.from_main(main and not loop_config["stop"].empty()):  # all ranks end together
+            raise _StopRequested
 
     experiment.on_epoch = lambda record, _last: report(reported(record))
     try:
         experiment.fit(resume=restored)
         report({DONE: True})  # the checkpoint with summary.json
+    except _StopRequested:
+        pass  # the caller stopped reading: the run ends after the epoch it last reported
     finally:
         experiment.run.release()
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -110,10 +110,10 @@ class SearchConfig:
             raise ConfigError(f"search.algorithm='optuna' cannot take 'grid' specs ({', '.join(grid)}): Optuna "
                               "samples every value itself. Use ('choice', [...]) for them, or "
                               "search.algorithm='random' to try every grid value.")
-        if self.workers_per_trial > 1 and self.scheduler != "fifo":
-            raise ConfigError(f"search.workers_per_trial={self.workers_per_trial} needs search.scheduler='fifo' for "
-                              f"now, not {self.scheduler!r}: a multi-worker trial that ASHA or PBT stops midway "
-                              "leaves its Ray Train workers' CPUs and GPUs reserved. Set search.scheduler = 'fifo'.")
+        if self.workers_per_trial > 1 and self.scheduler == "pbt":
+            raise ConfigError(f"search.workers_per_trial={self.workers_per_trial} cannot be combined with "
+                              "search.scheduler='pbt' yet: PBT's exploits of multi-worker trials are untested. "
+                              "Use search.scheduler='asha' or 'fifo' for multi-worker trials.")
         if self.scheduler != "pbt":
             return
         if self.algorithm != "random":
