@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--workers", type=int, metavar="N",
                        help="train one model data-parallel in N Ray Train workers (DDP; gloo on CPU, NCCL on GPU)")
     train.add_argument("--gpus-per-worker", type=float, metavar="G",
-                       help="GPUs each worker holds (default 0: CPUs; a fraction shares a GPU)")
+                       help="GPUs each worker holds (default 0: CPUs; with several workers a whole GPU each, as NCCL needs)")
     train.add_argument("--address", help="with --workers: join a running Ray cluster ('auto' or HOST:PORT); "
                                          "default: a new local Ray")
     train.add_argument("--storage", help="with --workers: Ray Train's storage for checkpoints, shared by every node "
