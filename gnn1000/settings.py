@@ -31,6 +31,7 @@ class ExperimentConfig:
     scheduler: str = "none"  # a registered learning-rate schedule, stepped once per epoch
     precision: str = "32"  # '32', 'bf16' or '16' (autocast; '16' adds a gradient scaler)
     patience: int | None = None  # stop after this many epochs without a better validation score
+    ema_decay: float | None = None  # score and keep an exponential moving average of the weights (per step)
     loggers: list[str] = field(default_factory=list)  # registered loggers besides metrics.jsonl, e.g. ['tensorboard', 'csv']
 
     def __post_init__(self):
@@ -40,6 +41,8 @@ class ExperimentConfig:
         check_number("experiment", "weight_decay", self.weight_decay, low=0)
         check_number("experiment", "grad_clip", self.grad_clip, low=0, low_open=True, allow_none=True)
         check_number("experiment", "patience", self.patience, low=1, integer=True, allow_none=True)
+        check_number("experiment", "ema_decay", self.ema_decay, low=0, high=1, low_open=True, high_open=True,
+                     allow_none=True)
         if self.precision not in PRECISIONS:
             raise ConfigError(f"experiment.precision={self.precision!r} is not a precision; use one of "
                               f"{', '.join(repr(p) for p in PRECISIONS)} (a quoted string in gin).")

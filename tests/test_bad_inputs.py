@@ -153,6 +153,7 @@ CASES = [
     ("lr inf", nothing, [*NEW, "--bind", "experiment.lr = 1e999"], "experiment.lr=inf is not allowed: it must be a number > 0"),
     ("epochs 0", nothing, [*NEW, "--bind", "experiment.epochs = 0"], "experiment.epochs=0 must be a positive integer"),
     ("grad_clip<0", nothing, [*NEW, "--bind", "experiment.grad_clip = -1.0"], "experiment.grad_clip=-1.0 is not allowed: it must be a number > 0, or None"),
+    ("ema_decay=1", nothing, [*NEW, "--bind", "experiment.ema_decay = 1.0"], "experiment.ema_decay=1.0 is not allowed: it must be a number in (0, 1), or None"),
     ("batch_size text", nothing, [*NEW, "--bind", "experiment.batch_size = 'x'"], "experiment.batch_size='x' must be a positive integer"),
     ("device", nothing, [*NEW, "--bind", "experiment.device = 'banana'"], "experiment.device='banana' is not a device"),
     ("dataset name", nothing, [*NEW, "--bind", "experiment.dataset = 'cora2'"], "Unknown dataset 'cora2'"),
