@@ -18,7 +18,7 @@ from gnn1000.build import build_experiment
 
 RECORDED = Path(__file__).parent / "data" / "operative_configs"
 # Parameters added since the recording, by name, with the only value they may take there.
-NEW_PARAMETERS = {"operator_kwargs": None, "norm_kwargs": None, "input_dropout": 0.0,
+NEW_PARAMETERS = {"operator_kwargs": None, "norm_kwargs": None, "input_dropout": 0.0, "edge_dropout": 0.0,
                   "optimizer": "adam", "scheduler": "none", "precision": "32", "patience": None, "loggers": [],
                   "ema_decay": None}
 

@@ -90,6 +90,14 @@ def test_gradients_match_plain_autograd_at_1001_layers(operator, groups, weight_
     assert_gradients_match(rev, ref, tiny_graph(nodes=12, edges=40), rtol=1e-4)
 
 
+@pytest.mark.parametrize("operator", ["gen", "gcn"])
+def test_gradients_match_with_edge_dropout(operator):
+    """DropEdge draws one graph per forward; the reversible backward must run on that same graph."""
+    rev, ref = make_pair(64, operator=operator, num_groups=2, dropout=0.2, dropout_masks="per_layer",
+                         edge_dropout=0.3)
+    assert_gradients_match(rev, ref, tiny_graph(), rtol=1e-5)
+
+
 @pytest.mark.parametrize("weight_tied", [False, True], ids=["untied", "tied"])
 def test_gradients_match_with_a_learnable_branch_scale(weight_tied):
     rev, ref = make_pair(64, operator="gcn", num_groups=2, weight_tied=weight_tied, dropout=0.2,

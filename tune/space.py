@@ -45,9 +45,9 @@ ALGORITHMS = {"random": "Ray Tune's random sampling", "optuna": "Optuna's TPE (m
 SCHEDULERS = {"asha": "stop weak trials early", "pbt": "population-based training",
               "fifo": "run every trial to the end"}
 # What PBT may change in a running trial, which then continues from a checkpoint with the new
-# value: the loop's step settings a resume may change, and dropout (no weights depend on it).
+# value: the loop's step settings a resume may change, and the dropouts (no weights depend on them).
 PERTURBABLE_SETTINGS = ("experiment.lr", "experiment.weight_decay", "experiment.grad_clip")
-PERTURBABLE_PARAMETERS = ("dropout", "input_dropout")
+PERTURBABLE_PARAMETERS = ("dropout", "input_dropout", "edge_dropout")
 
 
 def perturbable(key: str) -> bool:
@@ -124,7 +124,8 @@ class SearchConfig:
             raise ConfigError(
                 f"search.scheduler='pbt' cannot search {', '.join(fixed)}: PBT changes the searched values of "
                 f"a running trial, which then goes on from its checkpoint, so it may only perturb "
-                f"{', '.join(PERTURBABLE_SETTINGS)} and any '<architecture>.dropout' or '.input_dropout'. "
+                f"{', '.join(PERTURBABLE_SETTINGS)} and any '<architecture>.dropout', '.input_dropout' or "
+                f"'.edge_dropout'. "
                 f"Bind the others to fixed values, or use search.scheduler='asha' or 'fifo' to search them.")
 
     def param_space(self) -> dict:

@@ -22,6 +22,20 @@ def check_dropout(dropout: float) -> float:
     return float(dropout)
 
 
+def drop_edges(edge_index: Tensor, edge_attr: Tensor | None, p: float,
+               training: bool) -> tuple[Tensor, Tensor | None]:
+    """DropEdge (Rong et al., ICLR 2020): drop a fraction ``p`` of the undirected edges, both directions
+    together, once per forward pass, so every layer (and a reversible or implicit backward) sees the
+    same graph; each kept edge keeps its own features."""
+    if not training or p == 0 or edge_index.size(1) == 0:
+        return edge_index, edge_attr
+    # Not PyG's dropout_edge(force_undirected=True): it gives (v, u) the features of (u, v).
+    lo, hi = edge_index.min(0).values, edge_index.max(0).values
+    _, pair = torch.unique(lo * (int(hi.max()) + 1) + hi, return_inverse=True)
+    keep = torch.rand(int(pair.max()) + 1, device=edge_index.device)[pair] >= p
+    return edge_index[:, keep], None if edge_attr is None else edge_attr[keep]
+
+
 def shared_dropout_mask(like: Tensor, p: float, training: bool) -> Tensor | None:
     """One dropout mask (already scaled by 1/(1-p)) for every layer or iterate: reversible stacks
     and equilibrium solves need each block to be the same function every time it runs."""

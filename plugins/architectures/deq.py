@@ -29,7 +29,7 @@ from gnn1000.errors import ConfigError
 from gnn1000.nn.deq import GRADIENTS, DEQ, SolverConvergenceWarning  # noqa: F401  re-exported
 from gnn1000.registry import register
 
-from gnn1000.nn.blocks import OutputHead, check_dropout, check_sizes, shared_dropout_mask
+from gnn1000.nn.blocks import OutputHead, check_dropout, check_sizes, drop_edges, shared_dropout_mask
 from gnn1000.nn.resolver import ModuleSpec, build_norm, build_operator, reset
 
 HANDOVERS = ("warm_start", "zeros")
@@ -89,7 +89,8 @@ class DEQGNN(torch.nn.Module):
                  bwd_tol: float = 1e-3, bwd_max_iter: int = 40, stop_mode: str = "rel",
                  gradient: str = "implicit", pretrain_epochs: int = 0, readout: str | None = None,
                  input_dropout: float = 0.0, injection_norm: bool = True, init_gain: float = 0.5,
-                 weight_norm: bool = False, jac_reg: float = 0.0, handover: str = "warm_start"):
+                 weight_norm: bool = False, jac_reg: float = 0.0, handover: str = "warm_start",
+                 edge_dropout: float = 0.0):
         super().__init__()
         check_sizes("deq", in_channels, hidden_channels, out_channels, num_layers)
         if gradient not in GRADIENTS:
@@ -103,6 +104,7 @@ class DEQGNN(torch.nn.Module):
         self.num_layers = num_layers
         self.dropout = check_dropout(dropout)
         self.input_dropout = check_dropout(input_dropout)  # on the raw features, before the encoder
+        self.edge_dropout = check_dropout(edge_dropout)  # DropEdge, once per forward pass
         self.pretrain_epochs = pretrain_epochs
         self.encoder = torch.nn.Linear(in_channels, hidden_channels)
         self.injection_norm = build_norm(norm, hidden_channels, norm_kwargs) if injection_norm else None
@@ -165,6 +167,8 @@ class DEQGNN(torch.nn.Module):
         inj = self.encoder(F.dropout(x, self.input_dropout, self.training))
         if self.injection_norm is not None:
             inj = self.injection_norm(inj, batch)
+        # The solve and its implicit backward both use this one graph: f stays one function.
+        edge_index, edge_attr = drop_edges(edge_index, edge_attr, self.edge_dropout, self.training)
         # One dropout mask for every application of f: f must be the same function at each iterate.
         mask = shared_dropout_mask(inj, self.dropout, self.training)
         if self.warming_up:

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
-from gnn1000.nn.blocks import OutputHead, PreActBlock, check_dropout, check_sizes, preserved_buffers
+from gnn1000.nn.blocks import (OutputHead, PreActBlock, check_dropout, check_sizes, drop_edges,
+                               preserved_buffers)
 from gnn1000.nn.resolver import ModuleSpec, reset
 from gnn1000.registry import register
 
@@ -32,6 +33,9 @@ class ResGNN(torch.nn.Module):
         norm_kwargs: Extra constructor arguments of the norm.
         branch_scale: None, or the initial value of a learnable per-channel scale on each block's
             output (LayerScale): a small value starts deep stacks near the identity.
+        input_dropout: Dropout on the raw features, before the encoder.
+        edge_dropout: DropEdge: the fraction of undirected edges dropped in each training
+            forward pass (the same graph in every layer).
         weight_tied: Reuse one block's weights in every layer (WT-ResGNN).
         checkpoint: Recompute each block in the backward pass (torch.utils.checkpoint).
         readout: None for node outputs, else 'mean', 'sum' or 'max' pooling per graph.
@@ -48,7 +52,8 @@ class ResGNN(torch.nn.Module):
                  operator: ModuleSpec = "gen", norm: ModuleSpec = "layernorm", dropout: float = 0.0,
                  edge_dim: int | None = None, operator_kwargs: dict | None = None,
                  norm_kwargs: dict | None = None, weight_tied: bool = False, checkpoint: bool = False,
-                 readout: str | None = None, input_dropout: float = 0.0, branch_scale: float | None = None):
+                 readout: str | None = None, input_dropout: float = 0.0, branch_scale: float | None = None,
+                 edge_dropout: float = 0.0):
         super().__init__()
         self.in_channels, self.hidden_channels, self.out_channels = in_channels, hidden_channels, out_channels
         check_sizes("resgnn", in_channels, hidden_channels, out_channels, num_layers)
@@ -56,6 +61,7 @@ class ResGNN(torch.nn.Module):
         self.weight_tied = weight_tied
         self.checkpoint = checkpoint
         self.input_dropout = check_dropout(input_dropout)  # on the raw features, before the encoder
+        self.edge_dropout = check_dropout(edge_dropout)  # DropEdge, once per forward pass
         self.encoder = torch.nn.Linear(in_channels, hidden_channels)
         self.blocks = torch.nn.ModuleList(
             PreActBlock(hidden_channels, hidden_channels, operator=operator, norm=norm, dropout=dropout,
@@ -79,6 +85,7 @@ class ResGNN(torch.nn.Module):
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
                 batch: Tensor | None = None) -> Tensor:
         h = self.encoder(F.dropout(x, self.input_dropout, self.training))
+        edge_index, edge_attr = drop_edges(edge_index, edge_attr, self.edge_dropout, self.training)
         for layer in range(self.num_layers):
             block = self.blocks[0 if self.weight_tied else layer]
             if self.checkpoint and torch.is_grad_enabled():

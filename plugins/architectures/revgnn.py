@@ -9,7 +9,7 @@ from torch_geometric.nn import GATConv
 
 from gnn1000.errors import ConfigError
 from gnn1000.nn.blocks import (LayerDropoutMasks, OutputHead, PreActBlock, check_dropout, check_sizes,
-                               shared_dropout_mask)
+                               drop_edges, shared_dropout_mask)
 from gnn1000.nn.resolver import ModuleSpec
 from gnn1000.nn.reversible import GroupedCoupling, ReversibleStack
 from gnn1000.registry import register
@@ -62,6 +62,9 @@ class RevGNN(torch.nn.Module):
         norm_kwargs: Extra constructor arguments of the norm (e.g. ``{"eps": 1e-6}``).
         branch_scale: None, or the initial value of a learnable per-channel scale on each f_i's
             output (LayerScale): a small value starts deep stacks near the identity.
+        input_dropout: Dropout on the raw features, before the encoder.
+        edge_dropout: DropEdge: the fraction of undirected edges dropped in each training
+            forward pass (the same graph in every layer).
         num_groups: Number of groups C the channels are split into (>= 2).
         weight_tied: Share one block's weights across all layers (WT-RevGNN).
         reversible: False runs the same weights through plain autograd (the gradient reference).
@@ -85,7 +88,8 @@ class RevGNN(torch.nn.Module):
                  edge_dim: int | None = None, operator_kwargs: dict | None = None,
                  norm_kwargs: dict | None = None, num_groups: int = 2, weight_tied: bool = False,
                  reversible: bool = True, stream_dtype: str | None = "float64", readout: str | None = None,
-                 input_dropout: float = 0.0, dropout_masks: str = "shared", branch_scale: float | None = None):
+                 input_dropout: float = 0.0, dropout_masks: str = "shared", branch_scale: float | None = None,
+                 edge_dropout: float = 0.0):
         super().__init__()
         self.in_channels, self.hidden_channels, self.out_channels = in_channels, hidden_channels, out_channels
         check_sizes("revgnn", in_channels, hidden_channels, out_channels, num_layers)
@@ -96,6 +100,7 @@ class RevGNN(torch.nn.Module):
         self.num_layers = num_layers
         self.dropout = check_dropout(dropout)
         self.input_dropout = check_dropout(input_dropout)  # on the raw features, before the encoder
+        self.edge_dropout = check_dropout(edge_dropout)  # DropEdge, once per forward pass
         if dropout_masks not in self.DROPOUT_MASKS:
             raise ConfigError(f"revgnn: dropout_masks={dropout_masks!r} is not supported; choose 'per_layer' "
                               f"(a fresh mask in every layer) or 'shared' (one mask for every layer).")
@@ -144,6 +149,7 @@ class RevGNN(torch.nn.Module):
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
                 batch: Tensor | None = None) -> Tensor:
         h = self.encoder(F.dropout(x, self.input_dropout, self.training))
+        edge_index, edge_attr = drop_edges(edge_index, edge_attr, self.edge_dropout, self.training)
         edge = self.edge_encoder(edge_attr) if self.edge_encoder is not None and edge_attr is not None else None
         # Masks the reversible backward can apply again: one shared, or one per layer replayed from a seed.
         if self.training and self.dropout > 0 and self.dropout_masks == "per_layer":
