@@ -63,6 +63,11 @@ class GCN(_Adapter):
         self.conv = GCNConv(in_channels, out_channels, improved=improved, cached=False,
                             add_self_loops=add_self_loops, normalize=normalize)
 
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None) -> Tensor:
+        # PyG gives the self-loops improved's weight 2 only when edge weights are passed: pass ones.
+        weight = x.new_ones(edge_index.size(1)) if self.conv.improved else None
+        return self.conv(x, edge_index, weight)
+
 
 @register("operators", "sage")
 class SAGE(_Adapter):
