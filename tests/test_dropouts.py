@@ -1,5 +1,5 @@
-"""``input_dropout``: dropout on the raw features before the encoder, in training only, for every
-architecture."""
+"""The dropouts every architecture has, in training only: ``input_dropout`` on the raw features before
+the encoder, and ``edge_dropout`` (DropEdge) on the graph."""
 
 import pytest
 import torch
