@@ -31,8 +31,8 @@ def drop_edges(edge_index: Tensor, edge_attr: Tensor | None, p: float,
         return edge_index, edge_attr
     # Not PyG's dropout_edge(force_undirected=True): it gives (v, u) the features of (u, v).
     lo, hi = edge_index.min(0).values, edge_index.max(0).values
-    _, pair = torch.unique(lo * (int(hi.max()) + 1) + hi, return_inverse=True)
-    keep = torch.rand(int(pair.max()) + 1, device=edge_index.device)[pair] >= p
+    pairs, pair = torch.unique(lo * (hi.max() + 1) + hi, return_inverse=True)
+    keep = torch.rand(pairs.numel(), device=edge_index.device)[pair] >= p
     return edge_index[:, keep], None if edge_attr is None else edge_attr[keep]
 
 
