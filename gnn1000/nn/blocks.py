@@ -11,7 +11,7 @@ from torch import Tensor
 from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
 
 from gnn1000.errors import ConfigError, check_positive_ints
-from gnn1000.nn.resolver import ModuleSpec, build_norm, build_operator, reset
+from gnn1000.nn.resolver import ModuleSpec, build_norm, build_operator, pick_stack_inputs, reset, stack_inputs
 
 READOUTS = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}
 
@@ -99,6 +99,8 @@ class PreActBlock(torch.nn.Module):
     Shapes: ``x`` (N, in_channels), ``edge_index`` (2, E), ``edge_attr`` (E, edge_dim),
     ``batch`` (N,) -> (N, out_channels). ``dropout_mask`` (N, in_channels) lets a reversible stack
     apply a mask it can replay in its backward pass (shared by every layer, or drawn per layer).
+    ``x0`` (N, in_channels) and ``layer`` reach operators that take them
+    (:data:`~gnn1000.nn.resolver.STACK_INPUTS`); :attr:`needs_x0` says whether this one does.
 
     >>> block = PreActBlock(8, 8, operator="gcn")
     >>> block(torch.randn(4, 8), torch.tensor([[0, 1, 2], [1, 2, 3]])).shape
@@ -113,6 +115,7 @@ class PreActBlock(torch.nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.norm = build_norm(norm, in_channels, norm_kwargs)
         self.conv = build_operator(operator, in_channels, out_channels, edge_dim, operator_kwargs)
+        self.conv_inputs = stack_inputs(self.conv)
         self.dropout = check_dropout(dropout)
         self.branch_scale = check_branch_scale(branch_scale)
         self.scale = None
@@ -126,14 +129,19 @@ class PreActBlock(torch.nn.Module):
             with torch.no_grad():
                 self.scale.fill_(self.branch_scale)
 
+    @property
+    def needs_x0(self) -> bool:
+        return "x0" in self.conv_inputs
+
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
-                batch: Tensor | None = None, dropout_mask: Tensor | None = None) -> Tensor:
+                batch: Tensor | None = None, dropout_mask: Tensor | None = None,
+                x0: Tensor | None = None, layer: int | None = None) -> Tensor:
         h = F.relu(self.norm(x, batch))
         if dropout_mask is not None:
             h = h * dropout_mask
         else:
             h = F.dropout(h, self.dropout, self.training)
-        h = self.conv(h, edge_index, edge_attr)
+        h = self.conv(h, edge_index, edge_attr, **pick_stack_inputs(self.conv_inputs, x0, layer))
         return h if self.scale is None else h * self.scale
 
     def __repr__(self) -> str:

@@ -1,7 +1,8 @@
 """Turn ``operator`` / ``norm`` arguments (a registry name, a class or a callable) into modules.
 
 Every block calls its operator as ``conv(x, edge_index, edge_attr)`` and its norm as
-``norm(x, batch)``. Registered components follow that convention; a plain PyG class
+``norm(x, batch)``. An operator whose forward also names ``x0`` or ``layer`` (keyword arguments,
+see :data:`STACK_INPUTS`) gets them from the stack it runs in. Registered components follow that convention; a plain PyG class
 (``GCNConv``, ``SAGEConv``, ``torch_geometric.nn.BatchNorm``...) is adapted here by reading its
 signature: ``edge_dim`` is passed only to constructors that name it, ``edge_attr`` only to
 forwards that take it, ``batch`` only to norms that take it. Hand-written because PyG's own
@@ -20,6 +21,12 @@ from torch import Tensor
 from gnn1000 import registry
 from gnn1000.errors import ConfigError
 
+#: What a stack hands to an operator whose ``forward`` names it, after ``(x, edge_index, edge_attr)``:
+#: ``x0``, the stack's initial representation (the encoder's output; in RevGNN its group's slice),
+#: for initial-residual operators such as GCNII; ``layer``, the 1-based index of the layer that
+#: runs (None inside an equilibrium block, which has no depth). The one contract for every stack.
+STACK_INPUTS = ("x0", "layer")
+
 #: What ``operator=`` and ``norm=`` accept: a registry name, a ``torch.nn.Module`` class, or a callable
 #: returning a module.
 ModuleSpec = Union[str, Callable[..., torch.nn.Module]]
@@ -36,8 +43,8 @@ class LeadingArgs(torch.nn.Module):
     def reset_parameters(self) -> None:
         reset(self.module)
 
-    def forward(self, *args: Any) -> Tensor:
-        return self.module(*args[:self.num_args])
+    def forward(self, *args: Any, **stack_inputs: Any) -> Tensor:
+        return self.module(*args[:self.num_args], **stack_inputs)
 
 
 def reset(module: torch.nn.Module) -> None:
@@ -61,6 +68,19 @@ def takes_argument(fn: Callable, name: str, position: int) -> bool:
     params = [p for p in _parameters(fn).values()
               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     return len(params) > position and params[position].name == name
+
+
+def stack_inputs(module: torch.nn.Module) -> frozenset[str]:
+    """Which of :data:`STACK_INPUTS` ``module``'s forward takes (through :class:`LeadingArgs`)."""
+    inner = module.module if isinstance(module, LeadingArgs) else module
+    params = _parameters(inner.forward)
+    return frozenset(name for name in STACK_INPUTS if name in params)
+
+
+def pick_stack_inputs(wanted: frozenset[str], x0: Tensor | None, layer: int | None) -> dict[str, Any]:
+    """The keyword arguments of :data:`STACK_INPUTS` an operator that takes ``wanted`` is called with."""
+    given = {"x0": x0, "layer": layer}
+    return {name: given[name] for name in wanted}
 
 
 def _build(kind: str, spec: ModuleSpec, args: tuple, kwargs: dict[str, Any] | None) -> torch.nn.Module:

@@ -30,13 +30,16 @@ from gnn1000.nn.deq import GRADIENTS, DEQ, SolverConvergenceWarning  # noqa: F40
 from gnn1000.registry import register
 
 from gnn1000.nn.blocks import OutputHead, check_dropout, check_sizes, drop_edges, shared_dropout_mask
-from gnn1000.nn.resolver import ModuleSpec, build_norm, build_operator, reset
+from gnn1000.nn.resolver import ModuleSpec, build_norm, build_operator, pick_stack_inputs, reset, stack_inputs
 
 HANDOVERS = ("warm_start", "zeros")
 
 
 class EquilibriumBlock(torch.nn.Module):
-    """The paper's f: Z' = Conv(Z); Z'' = Norm(Z' + X); Z''' = Conv(Dropout(ReLU(Z''))); Norm(ReLU(Z''' + Z'))."""
+    """The paper's f: Z' = Conv(Z); Z'' = Norm(Z' + X); Z''' = Conv(Dropout(ReLU(Z''))); Norm(ReLU(Z''' + Z')).
+
+    Operators that take ``x0`` get the injected input X; ``layer`` is None (an equilibrium has no depth).
+    """
 
     def __init__(self, channels: int, *, operator: ModuleSpec = "gen", norm: ModuleSpec = "layernorm",
                  edge_dim: int | None = None, operator_kwargs: dict | None = None, norm_kwargs: dict | None = None):
@@ -45,14 +48,16 @@ class EquilibriumBlock(torch.nn.Module):
         self.norm1 = build_norm(norm, channels, norm_kwargs)
         self.conv2 = build_operator(operator, channels, channels, edge_dim, operator_kwargs)
         self.norm2 = build_norm(norm, channels, norm_kwargs)
+        self.conv_inputs = stack_inputs(self.conv1)
 
     def forward(self, z: Tensor, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
                 batch: Tensor | None = None, dropout_mask: Tensor | None = None) -> Tensor:
-        z1 = self.conv1(z, edge_index, edge_attr)
+        extra = pick_stack_inputs(self.conv_inputs, x, None)
+        z1 = self.conv1(z, edge_index, edge_attr, **extra)
         h = F.relu(self.norm1(z1 + x, batch))
         if dropout_mask is not None:
             h = h * dropout_mask
-        z3 = self.conv2(h, edge_index, edge_attr)
+        z3 = self.conv2(h, edge_index, edge_attr, **extra)
         return self.norm2(F.relu(z3 + z1), batch)
 
 
@@ -81,6 +86,8 @@ class DEQGNN(torch.nn.Module):
     ``num_layers`` is the depth of the unrolled weight-tied model used during warm-up
     (``pretrain_epochs``) and of the hand-over's warm start; the equilibrium itself has no depth.
     """
+
+    unbounded_depth = True  # the fixed point sees as many hops as its solver iterates
 
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int, *,
                  operator: ModuleSpec = "gen", norm: ModuleSpec = "layernorm", dropout: float = 0.0,

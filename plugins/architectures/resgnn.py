@@ -86,12 +86,14 @@ class ResGNN(torch.nn.Module):
                 batch: Tensor | None = None) -> Tensor:
         h = self.encoder(F.dropout(x, self.input_dropout, self.training))
         edge_index, edge_attr = drop_edges(edge_index, edge_attr, self.edge_dropout, self.training)
+        x0 = h if self.blocks[0].needs_x0 else None  # initial-residual operators (GCNII) see the encoded input
         for layer in range(self.num_layers):
             block = self.blocks[0 if self.weight_tied else layer]
             if self.checkpoint and torch.is_grad_enabled():
                 # The recomputation in backward must not update BatchNorm's running statistics again.
-                h = h + activation_checkpoint(block, h, edge_index, edge_attr, batch, use_reentrant=False,
+                h = h + activation_checkpoint(block, h, edge_index, edge_attr, batch, None, x0, layer + 1,
+                                              use_reentrant=False,
                                               context_fn=lambda b=block: (nullcontext(), preserved_buffers(b)))
             else:
-                h = h + block(h, edge_index, edge_attr, batch)
+                h = h + block(h, edge_index, edge_attr, batch, x0=x0, layer=layer + 1)
         return self.head(h, batch)
