@@ -87,6 +87,9 @@ def _print_summary(summary: dict, run) -> None:
           f"(model of epoch {best['epoch']}, best valid {metric} {best[f'valid_{metric}']:.4f}); "
           f"{depth}{summary['architecture']}, memory {summary['step_memory_mb']:.0f} MB "
           f"({summary['memory_kind']}); results in {run.path}", flush=True)
+    if summary.get("depth_ceiling") is not None:
+        print(f"depth ceiling: a {depth or 'this '}model can reach at most test {metric} "
+              f"{summary['depth_ceiling']:.4f} on this task", flush=True)
 
 
 def _trained(args: argparse.Namespace):

@@ -62,6 +62,9 @@ class NodeTaskData(_Sizes):
     task: Task
     level: str = "node"
     encoders: Encoders = field(default_factory=Encoders)
+    #: ``ceiling(data, num_layers, split)``: the best score a model of that depth can reach, for
+    #: tasks where that follows from the labels (see :func:`depth_ceiling`); None for the others.
+    ceiling: Callable[[NodeTaskData, int | None, str], float] | None = None
 
     def _raw(self) -> tuple[int, torch.Tensor | None]:
         return self.graph.num_node_features, self.graph.edge_attr
@@ -82,6 +85,14 @@ class GraphTaskData(_Sizes):
 
     def _raw(self) -> tuple[int, torch.Tensor | None]:
         return self.dataset.num_node_features, self.dataset[0].edge_attr
+
+
+def depth_ceiling(data: NodeTaskData | GraphTaskData, num_layers: int | None, split: str = "test") -> float | None:
+    """The best ``split`` score a ``num_layers``-layer message-passing model can reach on ``data``
+    (None for an unbounded receptive field, such as an equilibrium model's), or None when the
+    dataset does not define one. The ``infection`` task defines it from its labels."""
+    ceiling = getattr(data, "ceiling", None)
+    return None if ceiling is None else ceiling(data, num_layers, split)
 
 
 def random_split(num_items: int, fractions, generator: torch.Generator, owner: str) -> dict[str, torch.Tensor]:

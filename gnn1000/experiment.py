@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from torch_geometric.loader import DataLoader
 
 from gnn1000 import checkpoint, guard, memory, precision, resume
-from gnn1000.data import SPLITS, GraphTaskData, NodeTaskData
+from gnn1000.data import SPLITS, GraphTaskData, NodeTaskData, depth_ceiling
 from gnn1000.errors import ConfigError, Gnn1000Error
 from gnn1000.protocols import EpochAware, Sampler
 from gnn1000.ranks import Ranks
@@ -153,6 +153,12 @@ class GraphLevel:
 def _bar(iterable, total: int | None, desc: str, disable: bool | None = None):
     """tqdm with a total (so an ETA); disable=None: quiet when output is not a terminal."""
     return tqdm(iterable, total=total, desc=desc, leave=False, disable=disable, dynamic_ncols=True)
+
+
+def message_passing_depth(model: torch.nn.Module) -> int | None:
+    """How many hops a model sees: its ``num_layers``, or None when it says its receptive field is
+    unbounded (``unbounded_depth = True``, an equilibrium model)."""
+    return None if getattr(model, "unbounded_depth", False) else getattr(model, "num_layers", None)
 
 
 def check_graph_sampler(data, sampler: str) -> None:
@@ -509,6 +515,9 @@ class Experiment:
             "train_seconds": sum(r["seconds"] for r in history),
             "config": asdict(self.cfg),
         }
+        ceiling = depth_ceiling(self.data, message_passing_depth(self.model))
+        if ceiling is not None:  # the best test score a model of this depth can reach on this task
+            summary["depth_ceiling"] = ceiling
         # default=repr: resolve() lets a config hold a class or factory instead of a registry name
         self.run.summary.write_text(json.dumps(summary, indent=2, default=repr) + "\n")
         return summary
