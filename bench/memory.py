@@ -85,7 +85,7 @@ def sweep(models: list[str], depths: list[int], precisions: list[str], point, de
                 predicted = seconds[1] * d / seconds[0] if seconds else 0.0
                 if (m, prec) in stopped:  # it ran out of memory at a smaller depth: deeper cannot fit
                     p = {"status": "skipped (out of memory at fewer layers)"}
-                elif deadline is not None and time.monotonic() + predicted > deadline:
+                elif deadline is not None and time.monotonic() + predicted >= deadline:
                     p = {"status": f"skipped (time budget; about {predicted:.0f} s needed)"}
                 else:
                     start = time.monotonic()
@@ -214,6 +214,10 @@ def plot(points: list[dict], models: list[str], path: Path, title: str, value=No
             for d in failed:
                 ax.annotate("OOM", (d, ok[-1][1]), textcoords="offset points", xytext=(-10, 8), fontsize=7,
                             color=line.get_color())
+    if not any(p.get("peak_mb") for p in points):  # every point failed or was skipped: an empty plot says so
+        ax.text(0.5, 0.5, "no point measured", ha="center", transform=ax.transAxes)
+        _save(fig, ax, path, title, ylabel)
+        return
     ax.set_xscale("log")
     ax.set_yscale("log")
     depths = sorted({p["layers"] for p in points})
@@ -224,10 +228,16 @@ def plot(points: list[dict], models: list[str], path: Path, title: str, value=No
     ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))  # 20, 50, 100, 200 MB ...
     ax.yaxis.set_major_formatter(plain)
     ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.legend(fontsize=8)
+    _save(fig, ax, path, title, ylabel)
+
+
+def _save(fig, ax, path: Path, title: str, ylabel: str) -> None:
+    import matplotlib.pyplot as plt
+
     ax.set_xlabel("layers")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
