@@ -59,10 +59,9 @@ def measure_or_oom(model: str, layers: int, w: Workload, device_name: str) -> di
         if not (isinstance(exc, torch.cuda.OutOfMemoryError) or "can't allocate memory" in str(exc)):
             raise
         reason = str(exc).splitlines()[0][:200]
-    finally:  # the failed step's tensors are only freed once the traceback is gone
-        gc.collect()
-        if torch.device(device_name).type == "cuda":
-            torch.cuda.empty_cache()
+    gc.collect()  # the failed step's tensors are freed once its traceback is gone, here
+    if torch.device(device_name).type == "cuda":
+        torch.cuda.empty_cache()
     return {"model": model, "layers": layers, "precision": w.precision, "status": f"out of memory: {reason}",
             "peak_mb": None}
 
