@@ -30,4 +30,4 @@ bench: setup
 	$(BIN)/python -m pytest tests/benchmarks --benchmark-enable
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .benchmarks
+	rm -rf $(VENV) runs .pytest_cache .benchmarks .whl

@@ -1,7 +1,7 @@
 """What the benchmarks measure: one training step of each model on one random graph.
 
-Shared by ``gnn1000 bench memory``, ``gnn1000 bench speed`` and ``tests/benchmarks`` so that all
-three time and size the same thing.
+Shared by ``gnn1000 bench memory``, ``gnn1000 bench speed``, ``gnn1000 bench paper`` and
+``tests/benchmarks`` so that all of them time and size the same thing.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from gnn1000 import precision
 from gnn1000.errors import ConfigError
 from gnn1000.precision import PRECISIONS
 from gnn1000.nn.blocks import OutputHead, PreActBlock, shared_dropout_mask
+from gnn1000.plugins.architectures.deq import DEQGNN
 from gnn1000.plugins.architectures.resgnn import ResGNN
 from gnn1000.plugins.architectures.revgnn import RevGNN, check_groups
 
@@ -73,14 +74,22 @@ def _revgnn(w, layers, **opts):
                   dropout=w.dropout, edge_dim=EDGE_DIM, num_groups=w.groups, **opts)
 
 
+def _deq(w, iterations):
+    """DEQ-GNN whose 'depth' is its iteration limit: tolerance 0 makes both solves run every iteration."""
+    return DEQGNN(IN_CHANNELS, w.channels, OUT_CHANNELS, 1, operator=w.operator, norm=w.norm, dropout=w.dropout,
+                  edge_dim=EDGE_DIM, fwd_tol=0.0, bwd_tol=0.0, fwd_max_iter=iterations, bwd_max_iter=iterations)
+
+
 MODELS = {
     "resgnn": lambda w, n: _resgnn(w, n),
     "resgnn-checkpoint": lambda w, n: _resgnn(w, n, checkpoint=True),
     "revgnn": lambda w, n: _revgnn(w, n),
     "wt-revgnn": lambda w, n: _revgnn(w, n, weight_tied=True),
     "groupaddrev": lambda w, n: GroupAddRevGNN(w, n),
+    "deq": _deq,  # n is the solvers' iteration limit, not a layer count
 }
 BASELINE = "resgnn"
+LAYERED = [m for m in MODELS if m != "deq"]  # what depth means for: the memory and speed benchmarks' defaults
 
 
 def check_precision(name: str) -> str:

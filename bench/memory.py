@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from gnn1000.extras import require
-from gnn1000.bench._workload import BASELINE, MODELS, Workload, check_models, check_precision
+from gnn1000.bench._workload import BASELINE, LAYERED, MODELS, Workload, check_models, check_precision
 
 DEFAULT_DEPTHS = (8, 64, 256, 1001)
 REFERENCE = "revgnn"
@@ -46,6 +46,57 @@ def measure(model: str, layers: int, w: Workload, device_name: str) -> dict:
             "peak_mb": memory.peak_mb(device),
             "resident_mb": resident, "step_s": seconds,
             "parameters": sum(p.numel() for p in trainer.model.parameters())}
+
+
+def measure_or_oom(model: str, layers: int, w: Workload, device_name: str) -> dict:
+    """``measure`` in this process, an allocation failure recorded as out of memory rather than raised
+    (``torch.cuda.OutOfMemoryError``, or the CPU allocator's refusal); the cache is emptied after it."""
+    import torch
+
+    try:
+        return measure(model, layers, w, device_name)
+    except RuntimeError as exc:  # torch.cuda.OutOfMemoryError is one
+        if not (isinstance(exc, torch.cuda.OutOfMemoryError) or "can't allocate memory" in str(exc)):
+            raise
+        reason = str(exc).splitlines()[0][:200]
+    gc.collect()  # the failed step's tensors are freed once its traceback is gone, here
+    if torch.device(device_name).type == "cuda":
+        torch.cuda.empty_cache()
+    return {"model": model, "layers": layers, "precision": w.precision, "status": f"out of memory: {reason}",
+            "peak_mb": None}
+
+
+def out_of_memory(point: dict) -> bool:
+    """A point stopped for its memory: the allocator failed, or (CPU, own process) it passed ``--max-mb``."""
+    return point.get("peak_mb") is None and ("memory" in point["status"] or " MB" in point["status"])
+
+
+def sweep(models: list[str], depths: list[int], precisions: list[str], point, deadline: float | None = None,
+          log=print) -> list[dict]:
+    """``point(model, depth, precision)`` for every combination, shallowest depths first. A model that
+    ran out of memory is not tried deeper; a point that would end after ``deadline`` (``time.monotonic``;
+    predicted from the same model's last point, scaled by depth) is recorded as skipped, not run."""
+    points, stopped, last = [], set(), {}
+    for prec in precisions:
+        for d in sorted(depths):
+            for m in models:
+                seconds = last.get((m, prec))
+                predicted = seconds[1] * d / seconds[0] if seconds else 0.0
+                if (m, prec) in stopped:  # it ran out of memory at a smaller depth: deeper cannot fit
+                    p = {"status": "skipped (out of memory at fewer layers)"}
+                elif deadline is not None and time.monotonic() + predicted >= deadline:
+                    p = {"status": f"skipped (time budget; about {predicted:.0f} s needed)"}
+                else:
+                    start = time.monotonic()
+                    p = point(m, d, prec)
+                    last[(m, prec)] = (d, time.monotonic() - start)
+                    if out_of_memory(p):
+                        stopped.add((m, prec))
+                p = {"model": m, "layers": d, "precision": prec, "peak_mb": None, **p}
+                points.append(p)
+                shown = f"{p['peak_mb']:.0f} MB in {p['step_s']:.2f} s" if p.get("peak_mb") else p["status"]
+                log(f"  {m:<18} {prec:>5} {d:>5}: {shown}")
+    return points
 
 
 def run_point(model: str, layers: int, args: argparse.Namespace, prec: str = "32") -> dict:
@@ -136,9 +187,11 @@ def added_mb(point: dict) -> float | None:
     return point["peak_mb"] - point["resident_mb"] if point.get("peak_mb") else None
 
 
-def plot(points: list[dict], models: list[str], path: Path, title: str) -> None:
-    """Memory added by one training step against depth, one line per model and precision; both
-    axes logarithmic with plain tick labels (8, 64, 256, 1001; 10, 100 MB)."""
+def plot(points: list[dict], models: list[str], path: Path, title: str, value=None,
+         ylabel: str = "memory added by one training step (MB)") -> None:
+    """``value(point)`` (default: the memory one training step added) against depth, one line per model
+    and precision; both axes logarithmic with plain tick labels (8, 64, 256, 1001; 10, 100 MB)."""
+    value = value or added_mb
     require("matplotlib", "bench", "The memory plot")
     import matplotlib
 
@@ -150,7 +203,7 @@ def plot(points: list[dict], models: list[str], path: Path, title: str) -> None:
     precisions = list(dict.fromkeys(p.get("precision", "32") for p in points))
     for m, prec in [(m, prec) for prec in precisions for m in models]:
         mine = [p for p in points if p["model"] == m and p.get("precision", "32") == prec]
-        ok = sorted((p["layers"], max(added_mb(p), 0.1)) for p in mine if p.get("peak_mb"))
+        ok = sorted((p["layers"], max(value(p), 0.1)) for p in mine if p.get("peak_mb"))
         failed = sorted(p["layers"] for p in mine if not p.get("peak_mb"))
         label = m if len(precisions) == 1 else f"{m} ({prec})"
         line = ax.plot([d for d, _ in ok], [v for _, v in ok], marker="o", label=label,
@@ -160,6 +213,10 @@ def plot(points: list[dict], models: list[str], path: Path, title: str) -> None:
             for d in failed:
                 ax.annotate("OOM", (d, ok[-1][1]), textcoords="offset points", xytext=(-10, 8), fontsize=7,
                             color=line.get_color())
+    if not any(p.get("peak_mb") for p in points):  # every point failed or was skipped: an empty plot says so
+        ax.text(0.5, 0.5, "no point measured", ha="center", transform=ax.transAxes)
+        _save(fig, ax, path, title, ylabel)
+        return
     ax.set_xscale("log")
     ax.set_yscale("log")
     depths = sorted({p["layers"] for p in points})
@@ -170,10 +227,16 @@ def plot(points: list[dict], models: list[str], path: Path, title: str) -> None:
     ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))  # 20, 50, 100, 200 MB ...
     ax.yaxis.set_major_formatter(plain)
     ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("layers")
-    ax.set_ylabel("memory added by one training step (MB)")
-    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
+    _save(fig, ax, path, title, ylabel)
+
+
+def _save(fig, ax, path: Path, title: str, ylabel: str) -> None:
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel("layers")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -183,7 +246,7 @@ def plot(points: list[dict], models: list[str], path: Path, title: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gnn1000 bench memory", description=__doc__.split("\n")[0])
     parser.add_argument("--depths", type=int, nargs="+", default=list(DEFAULT_DEPTHS))
-    parser.add_argument("--models", nargs="+", default=list(MODELS), help=f"from {', '.join(MODELS)}")
+    parser.add_argument("--models", nargs="+", default=LAYERED, help=f"from {', '.join(MODELS)}")
     parser.add_argument("--nodes", type=int, default=Workload.nodes)
     parser.add_argument("--edges", type=int, default=Workload.edges)
     parser.add_argument("--channels", type=int, default=Workload.channels)
@@ -211,22 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     w = _workload(args)
     print(f"peak memory of one training step: {w.nodes} nodes, {w.edges} edges, {w.channels} channels, "
           f"{w.groups} groups, {w.operator}/{w.norm}, device {args.device}", flush=True)
-    points, stopped = [], set()
-    for prec in precisions:
-        for d in depths:
-            for m in models:
-                if (m, prec) in stopped:  # it ran out of memory at a smaller depth: deeper cannot fit
-                    points.append({"model": m, "layers": d, "precision": prec,
-                                   "status": "skipped (out of memory at fewer layers)", "peak_mb": None})
-                    print(f"  {m:<18} {prec:>5} {d:>5} layers: {points[-1]['status']}", flush=True)
-                    continue
-                point = run_point(m, d, args, prec)
-                if point["peak_mb"] is None and ("MB" in point["status"] or "memory" in point["status"]):
-                    stopped.add((m, prec))
-                points.append(point)
-                shown = (f"{point['peak_mb']:.0f} MB in {point['step_s']:.1f} s" if point.get("peak_mb")
-                         else point["status"])
-                print(f"  {m:<18} {prec:>5} {d:>5} layers: {shown}", flush=True)
+    points = sweep(models, depths, precisions, lambda m, d, prec: run_point(m, d, args, prec),
+                   log=lambda line: print(line, flush=True))
     for prec in precisions:
         print(f"\nprecision {prec}\n" + table([p for p in points if p["precision"] == prec], models, depths))
     json_path, png_path = args.out.with_suffix(".json"), args.out.with_suffix(".png")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dataclasses import replace
 
-from gnn1000.bench._workload import BASELINE, MODELS, Trainer, Workload, check_models, check_precision
+from gnn1000.bench._workload import BASELINE, LAYERED, MODELS, Trainer, Workload, check_models, check_precision
 
 
 def _sync(device) -> None:
@@ -42,6 +42,30 @@ def interleaved_times(trainers: dict, rounds: int, warmup: int, device) -> dict:
     return times
 
 
+def step_times(models: list[str], layers: int, w: Workload, precisions: list[str], device, rounds: int,
+               warmup: int, log=print) -> dict[str, dict[str, list[float]]]:
+    """Seconds per training step, by precision and model, measured interleaved. A precision the device
+    lacks, or a model that fails in one untimed step at a precision, is named through ``log``, not timed."""
+    from gnn1000 import precision as amp
+
+    trainers = {}
+    for p in precisions:
+        reason = amp.unsupported(device, p)
+        if reason:
+            log(f"  precision {p} skipped: {reason}")
+            continue
+        for m in models:
+            trainers[(m, p)] = trainer = Trainer(m, layers, replace(w, precision=p), device)
+            try:
+                trainer.step()  # one untimed step: a model that cannot run this precision is named, not timed
+            except RuntimeError as exc:
+                log(f"  {m} at precision {p} failed: {str(exc).splitlines()[0]}")
+                del trainers[(m, p)]
+    flat = interleaved_times(trainers, rounds, warmup, device)
+    return {p: {m: flat[(m, p)] for m in models if (m, p) in flat} for p in precisions
+            if any((m, p) in flat for m in models)}
+
+
 def table(times: dict[str, dict[str, list[float]]], layers: int) -> str:
     """Median and fastest step per model and precision, as ratios to the baseline at the same
     precision, and the median as a ratio to the same model in float32."""
@@ -62,7 +86,7 @@ def table(times: dict[str, dict[str, list[float]]], layers: int) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gnn1000 bench speed", description=__doc__.split("\n")[0])
     parser.add_argument("--layers", type=int, nargs="+", default=[16])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), help=f"from {', '.join(MODELS)}")
+    parser.add_argument("--models", nargs="+", default=LAYERED, help=f"from {', '.join(MODELS)}")
     parser.add_argument("--nodes", type=int, default=Workload.nodes)
     parser.add_argument("--edges", type=int, default=Workload.edges)
     parser.add_argument("--channels", type=int, default=Workload.channels)
@@ -90,18 +114,10 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     results = {}
     for layers in args.layers:
-        trainers = {(m, p): Trainer(m, layers, replace(w, precision=p), device) for p in precisions for m in models}
-        for (m, p), trainer in list(trainers.items()):
-            try:
-                trainer.step()  # one untimed step: a model that cannot run this precision is named, not timed
-            except RuntimeError as exc:
-                print(f"  {m} at precision {p} failed: {str(exc).splitlines()[0]}", flush=True)
-                del trainers[(m, p)]
-        flat = interleaved_times(trainers, args.rounds, args.warmup, device)
-        times = {p: {m: flat[(m, p)] for m in models if (m, p) in flat} for p in precisions}
+        times = step_times(models, layers, w, precisions, device, args.rounds, args.warmup,
+                           log=lambda line: print(line, flush=True))
         results[layers] = times
         print("\n" + table(times, layers), flush=True)
-        del trainers
     if args.json:
         args.json.write_text(json.dumps({"workload": vars(w), "device": str(device), "step_seconds": results},
                                         indent=2))

@@ -22,6 +22,13 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
 
 
+def unsupported(device: torch.device, precision: str) -> str | None:
+    """Why ``device`` cannot autocast to ``precision``, or None when it can (bfloat16 needs Ampere or newer)."""
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return f"{torch.cuda.get_device_name(device)} has no bfloat16"
+    return None
+
+
 def scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     """A gradient scaler, enabled for float16 only (a disabled one passes every call through)."""
     return torch.amp.GradScaler(device.type, enabled=precision == "16")

@@ -58,3 +58,79 @@ def test_memory_measures_each_point_in_its_own_process(capsys, tmp_path):
 def test_unknown_model_is_a_clear_error(capsys):
     assert cli.main(["bench", "speed", "--models", "resnet"]) == 2
     assert "choose from" in capsys.readouterr().err
+
+
+def _paper(tmp_path, monkeypatch, *extra):
+    monkeypatch.setenv("GNN1000_DATA", str(tmp_path / "no-data"))  # molhiv absent: skipped with its reason
+    return cli.main(["bench", "paper", "--scale", "tiny", "--device", "cpu", "--out", str(tmp_path / "out"), *extra])
+
+
+def test_paper_tiny_writes_every_section_and_records_out_of_memory(capsys, tmp_path, monkeypatch):
+    from gnn1000.bench._workload import Trainer
+    from gnn1000.plugins.architectures.resgnn import ResGNN
+
+    real_step = Trainer.step
+
+    def step(self):  # injected: ResGNN past 2 layers runs out of memory, as on a GPU
+        if isinstance(self.model, ResGNN) and self.model.num_layers > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "step", step)
+    assert _paper(tmp_path, monkeypatch) == 0
+    printed = capsys.readouterr().out
+    out = tmp_path / "out"
+    report = json.loads((out / "paper.json").read_text())
+    status = {(p["model"], p["layers"]): p["status"] for p in report["depth"]}
+    assert status[("resgnn", 2)] == "ok" and status[("resgnn", 4)].startswith("out of memory")
+    assert status[("revgnn", 4)] == "ok" and status[("wt-revgnn", 4)] == "ok"
+    assert [r["name"] for r in report["deep_wide"]] == ["RevGNN-Deep", "RevGNN-Wide"]
+    assert all(r["peak_gb"] > 0 for r in report["deep_wide"])
+    assert set(report["speed"]["median_s"]["32"]) == {"revgnn", "resgnn", "groupaddrev"}
+    assert {r["mode"] for r in report["exactness"]} == {"float32 stream", "float64 stream", "bf16 autocast"}
+    assert all(r["status"] == "ok" and r["max_rel"] < 1e-3 for r in report["exactness"])
+    assert [p["layers"] for p in report["deq"]] == [2, 3] and all(p["status"] == "ok" for p in report["deq"])
+    assert report["molhiv"]["status"].startswith("skipped") and "GNN1000_DATA" in report["molhiv"]["status"]
+    table = (out / "paper.md").read_text()
+    for heading in ("against depth", "RevGNN-Deep and RevGNN-Wide", "Step time", "Exactness", "iteration limit",
+                    "ogbg-molhiv"):
+        assert heading in table and heading in printed
+    assert "| 4 | OOM |" in table
+    assert (out / "memory-vs-depth.png").stat().st_size > 0
+
+
+def test_paper_stops_at_its_time_limit_and_still_writes(capsys, tmp_path, monkeypatch):
+    from gnn1000.bench import paper
+
+    def broken(*args):
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(paper, "exactness", broken)  # a section that fails leaves the others' numbers
+    assert _paper(tmp_path, monkeypatch, "--minutes", "0.0001") == 0
+    report = json.loads((tmp_path / "out" / "paper.json").read_text())
+    assert report["exactness"] == [] and report["errors"] == ["exactness at 8 layers (40 nodes, 160 edges): "
+                                                              "RuntimeError: injected failure"]
+    budget = [p for p in report["depth"] if "time budget" in p["status"]]
+    assert len(budget) >= len(report["depth"]) - 1  # a first point may start before the limit passes
+    assert all("time budget" in p["status"] for p in report["deq"])
+    assert report["speed"]["median_s"] == {} and report["molhiv"]["status"] == "skipped (time budget)"
+    assert (tmp_path / "out" / "paper.md").exists() and (tmp_path / "out" / "memory-vs-depth.png").exists()
+    # what a GPU machine without matplotlib leaves is drawn elsewhere from its JSON
+    again = tmp_path / "replot"
+    assert cli.main(["bench", "paper", "--replot", str(tmp_path / "out" / "paper.json"), "--out", str(again)]) == 0
+    assert (again / "memory-vs-depth.png").stat().st_size > 0
+    assert (again / "paper.md").read_text() == (tmp_path / "out" / "paper.md").read_text()
+
+
+@pytest.mark.parametrize("bad,message", [(["--minutes", "-1"], "--minutes -1"),
+                                         (["--minutes", "nan"], "--minutes nan")])
+def test_paper_bad_options_are_one_paragraph(capsys, tmp_path, monkeypatch, bad, message):
+    assert _paper(tmp_path, monkeypatch, *bad) == 2
+    err = capsys.readouterr().err
+    assert message in err and "positive number of minutes" in err and "Traceback" not in err
+
+
+def test_paper_refuses_cuda_without_a_gpu(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cli.main(["bench", "paper", "--device", "cuda", "--out", str(tmp_path)]) == 2
+    assert "--device cuda" in capsys.readouterr().err

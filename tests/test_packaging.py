@@ -13,7 +13,7 @@ from helpers import TINY, bind_args
 
 REPO = Path(__file__).resolve().parents[1]
 SKIP = shutil.ignore_patterns(".venv", ".git", "runs", "build", "*.egg-info", "__pycache__", ".pytest_cache",
-                              ".benchmarks", "bench-memory*")
+                              ".benchmarks", "bench-memory*", ".whl")  # .whl: bench/gpu/run.sh's wheels
 
 
 def test_declared_dependencies_and_license():

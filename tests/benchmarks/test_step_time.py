@@ -13,7 +13,7 @@ import os
 import pytest
 import torch
 
-from gnn1000.bench._workload import MODELS, Trainer, Workload
+from gnn1000.bench._workload import LAYERED, Trainer, Workload
 
 NODES = int(os.environ.get("GNN1000_BENCH_NODES", 300))
 EDGES = int(os.environ.get("GNN1000_BENCH_EDGES", 3000))
@@ -21,7 +21,7 @@ CHANNELS = int(os.environ.get("GNN1000_BENCH_CHANNELS", 32))
 LAYERS = int(os.environ.get("GNN1000_BENCH_LAYERS", 16))
 
 
-@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("model", LAYERED)
 def test_training_step(benchmark, model):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
