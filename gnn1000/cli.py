@@ -54,6 +54,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary = experiment.fit(resume=bool(args.resume))
     finally:
         run.release()
+    if experiment.cfg.compare_step_memory:
+        from gnn1000.variants import compare_step_memory
+
+        print(f"measuring one training step of {', '.join(experiment.cfg.compare_step_memory)} at the same "
+              f"depth and width ...", flush=True)
+        summary = compare_step_memory(run.config, summary, experiment.cfg.compare_step_memory)
+        run.summary.write_text(json.dumps(summary, indent=2, default=repr) + "\n")
     _print_summary(summary, run)
     return 0
 
@@ -88,8 +95,26 @@ def _print_summary(summary: dict, run) -> None:
           f"{depth}{summary['architecture']}, memory {summary['step_memory_mb']:.0f} MB "
           f"({summary['memory_kind']}); results in {run.path}", flush=True)
     if summary.get("depth_ceiling") is not None:
-        print(f"depth ceiling: a {depth or 'this '}model can reach at most test {metric} "
-              f"{summary['depth_ceiling']:.4f} on this task", flush=True)
+        print(f"depth ceiling on these test graphs: {summary['depth_ceiling']:.4f} for this {depth}model, "
+              f"{summary['shallow_ceiling']:.4f} for a 3-layer one", flush=True)
+    comparison = summary.get("step_memory_comparison")
+    if comparison:
+        own, models = comparison["own"], comparison["models"]
+        shown = [f"{m}-{comparison['layers']} " + (f"{r['step_memory_mb']:.0f} MB" if "error" not in r else r["error"])
+                 for m, r in models.items()]
+        print(f"one training step, each in a fresh process ({memory_kind(models)}): {', '.join(shown)}", flush=True)
+        if "error" not in models.get(own, {"error": 1}):
+            for m, r in models.items():
+                if m != own and "error" not in r:
+                    print(f"{m} needs {r['step_memory_mb'] / max(models[own]['step_memory_mb'], 1e-9):.1f}x "
+                          f"the memory of {own} at {comparison['layers']} layers", flush=True)
+
+
+def memory_kind(results: dict) -> str:
+    from gnn1000 import memory
+
+    devices = {r.get("device") for r in results.values() if "device" in r}
+    return "; ".join(memory.KIND[d].replace("the epoch", "the step") for d in sorted(devices)) or "not measured"
 
 
 def _trained(args: argparse.Namespace):

@@ -516,8 +516,9 @@ class Experiment:
             "config": asdict(self.cfg),
         }
         ceiling = depth_ceiling(self.data, message_passing_depth(self.model))
-        if ceiling is not None:  # the best test score a model of this depth can reach on this task
+        if ceiling is not None:  # the best test score a model of this depth (and a 3-layer one) can reach
             summary["depth_ceiling"] = ceiling
+            summary["shallow_ceiling"] = depth_ceiling(self.data, 3)
         # default=repr: resolve() lets a config hold a class or factory instead of a registry name
         self.run.summary.write_text(json.dumps(summary, indent=2, default=repr) + "\n")
         return summary

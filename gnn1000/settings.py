@@ -33,6 +33,9 @@ class ExperimentConfig:
     patience: int | None = None  # stop after this many epochs without a better validation score
     ema_decay: float | None = None  # score and keep an exponential moving average of the weights (per step)
     loggers: list[str] = field(default_factory=list)  # registered loggers besides metrics.jsonl, e.g. ['tensorboard', 'csv']
+    # after training, one training step of each of these models (e.g. ['resgnn']) at the run's depth and
+    # width, and of the run's own, each in a fresh process: gnn1000 train's memory comparison
+    compare_step_memory: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         check_positive_ints("experiment", epochs=self.epochs, batch_size=self.batch_size)
@@ -50,6 +53,12 @@ class ExperimentConfig:
             raise ConfigError(f"experiment.loggers={self.loggers!r} must be a list of registered logger "
                               f"names, e.g. ['tensorboard', 'csv'] (gnn1000 list loggers).")
         self.loggers = list(self.loggers)  # as summary.json writes it
+        from gnn1000.variants import VARIANTS
+
+        if isinstance(self.compare_step_memory, str) or not all(m in VARIANTS for m in self.compare_step_memory):
+            raise ConfigError(f"experiment.compare_step_memory={self.compare_step_memory!r} must be a list of "
+                              f"models among {', '.join(VARIANTS)}, e.g. ['resgnn'].")
+        self.compare_step_memory = list(self.compare_step_memory)
         check_number("experiment", "seed", self.seed, low=0, high=2**32 - 1, integer=True)  # numpy's range
         for option in ("dataset", "architecture", "sampler", "device", "optimizer", "scheduler"):
             if not isinstance(getattr(self, option), str) and not callable(getattr(self, option)):
