@@ -188,9 +188,10 @@ def added_mb(point: dict) -> float | None:
 
 
 def plot(points: list[dict], models: list[str], path: Path, title: str, value=None,
-         ylabel: str = "memory added by one training step (MB)") -> None:
+         ylabel: str = "memory added by one training step (MB)", label=None, budget: float | None = None) -> None:
     """``value(point)`` (default: the memory one training step added) against depth, one line per model
-    and precision; both axes logarithmic with plain tick labels (8, 64, 256, 1001; 10, 100 MB)."""
+    and precision; both axes logarithmic with plain tick labels (8, 64, 256, 1001; 10, 100 MB).
+    ``label(point)`` writes a text beside each point (a score); ``budget`` draws a memory line."""
     value = value or added_mb
     require("matplotlib", "bench", "The memory plot")
     import matplotlib
@@ -205,9 +206,12 @@ def plot(points: list[dict], models: list[str], path: Path, title: str, value=No
         mine = [p for p in points if p["model"] == m and p.get("precision", "32") == prec]
         ok = sorted((p["layers"], max(value(p), 0.1)) for p in mine if p.get("peak_mb"))
         failed = sorted(p["layers"] for p in mine if not p.get("peak_mb"))
-        label = m if len(precisions) == 1 else f"{m} ({prec})"
-        line = ax.plot([d for d, _ in ok], [v for _, v in ok], marker="o", label=label,
+        name = m if len(precisions) == 1 else f"{m} ({prec})"
+        line = ax.plot([d for d, _ in ok], [v for _, v in ok], marker="o", label=name,
                        linestyle="-" if prec == "32" else "--")[0]
+        for p in (p for p in mine if p.get("peak_mb") and label is not None and label(p)):
+            ax.annotate(label(p), (p["layers"], max(value(p), 0.1)), textcoords="offset points", xytext=(4, 4),
+                        fontsize=7, color=line.get_color())
         if failed and ok:  # drawn at the last height that fitted, as the paper marks out-of-memory runs
             ax.scatter(failed, [ok[-1][1]] * len(failed), marker="x", color=line.get_color(), s=60)
             for d in failed:
@@ -227,6 +231,10 @@ def plot(points: list[dict], models: list[str], path: Path, title: str, value=No
     ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))  # 20, 50, 100, 200 MB ...
     ax.yaxis.set_major_formatter(plain)
     ax.yaxis.set_minor_formatter(NullFormatter())
+    if budget is not None:
+        ax.axhline(budget, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(f"memory budget {budget:g} MB", (depths[0], budget), textcoords="offset points",
+                    xytext=(0, 3), fontsize=7, color="grey")
     ax.legend(fontsize=8)
     _save(fig, ax, path, title, ylabel)
 
