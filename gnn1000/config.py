@@ -1,7 +1,10 @@
 """The configuration layer: gin files in, gin references to plain components out.
 
-gin sits here and nowhere else. The registry maps names to plain classes; :func:`reference` gives gin
-its own wrapper of one (``gin.external_configurable``), so a class built in Python never reads gin.
+Here gin files become gin references; no component class imports gin. The registry maps names to
+plain classes; :func:`reference` gives gin its own wrapper of one (``gin.external_configurable``), so a
+class built in Python never reads gin. Other modules that import gin read a parsed config
+(``build``, ``repeats``, ``dataroot``'s ``data.*`` settings, the tune layer) or parse config text
+without binding it (``resume``).
 A reference fills the component arguments it is given by name (``operator``, ``norm``, ``solver``...)
 with references too, so ``gen.*`` bindings reach the operators a ``revgnn`` reference builds.
 
