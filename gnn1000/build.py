@@ -18,11 +18,10 @@ from gnn1000 import checkpoint, config, encoders
 from gnn1000.errors import ConfigError, Gnn1000Error, plugin_error
 from gnn1000.experiment import Experiment, check_graph_sampler, pick_device
 from gnn1000.ranks import Ranks
+from gnn1000.recorded import SIZED_BY_DATA  # what the data sizes; every other parameter comes from gin
 from gnn1000.rundir import RunDir
 from gnn1000.registry import gin_name
 
-# What the configuration layer passes an architecture; every other parameter comes from gin.
-_SIZED_BY_DATA = ("in_channels", "out_channels", "edge_dim", "readout")
 
 
 def _missing_settings(architecture: str, build) -> list[str]:
@@ -30,7 +29,7 @@ def _missing_settings(architecture: str, build) -> list[str]:
     bound = gin.get_bindings(f"architectures.{gin_name(architecture)}")
     return [p.name for p in inspect.signature(build).parameters.values()
             if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-            and p.name not in _SIZED_BY_DATA and p.name not in bound]
+            and p.name not in SIZED_BY_DATA and p.name not in bound]
 
 
 def build_model(architecture: str, data) -> torch.nn.Module:

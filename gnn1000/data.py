@@ -62,6 +62,7 @@ class NodeTaskData(_Sizes):
     task: Task
     level: str = "node"
     encoders: Encoders = field(default_factory=Encoders)
+    source: tuple[str, dict] | None = field(default=None, repr=False, compare=False)  # see load_dataset
 
     def _raw(self) -> tuple[int, torch.Tensor | None]:
         return self.graph.num_node_features, self.graph.edge_attr
@@ -79,9 +80,20 @@ class GraphTaskData(_Sizes):
     readout: str = "mean"
     level: str = "graph"
     encoders: Encoders = field(default_factory=Encoders)
+    source: tuple[str, dict] | None = field(default=None, repr=False, compare=False)  # see load_dataset
 
     def _raw(self) -> tuple[int, torch.Tensor | None]:
         return self.dataset.num_node_features, self.dataset[0].edge_attr
+
+
+def load_dataset(name: str, **options) -> NodeTaskData | GraphTaskData:
+    """The registered dataset ``name`` built with ``options``; the data remembers both (``source``),
+    so a run built in Python records them in its config.gin and the CLI can rebuild the same data."""
+    from gnn1000.registry import resolve
+
+    data = resolve("datasets", name)(**options)
+    data.source = (name, dict(options))
+    return data
 
 
 def random_split(num_items: int, fractions, generator: torch.Generator, owner: str) -> dict[str, torch.Tensor]:

@@ -22,7 +22,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 from torch_geometric.loader import DataLoader
 
-from gnn1000 import checkpoint, guard, memory, precision, resume
+from gnn1000 import checkpoint, guard, memory, precision, recorded, resume
 from gnn1000.data import SPLITS, GraphTaskData, NodeTaskData
 from gnn1000.errors import ConfigError, Gnn1000Error
 from gnn1000.protocols import EpochAware, Sampler
@@ -175,7 +175,8 @@ class Experiment:
         run_dir: Where config, metrics, checkpoints and summary go.
         optimizer: Default: the registered ``settings.optimizer`` over the model's parameters.
         scheduler: Default: the registered ``settings.scheduler``; stepped once per epoch.
-        config_text: What ``config.gin`` records (the configuration layer passes the operative gin config).
+        config_text: What ``config.gin`` records (the configuration layer passes the operative gin config);
+            empty: what :mod:`gnn1000.recorded` reads back from the objects, so the CLI can rebuild the run.
         ranks: This process's place in a data-parallel run (:class:`~gnn1000.ranks.Ranks`, set up by
             ``gnn1000.tune.data_parallel``); default: the process group torch.distributed holds, if any.
             Every rank runs this loop on its share of each epoch's batches; only rank 0's run directory
@@ -190,6 +191,8 @@ class Experiment:
                  scheduler: LRScheduler | ReduceLROnPlateau | None = None, config_text: str = "",
                  progress: bool = True, on_epoch: Callable[[dict, Path], None] | None = None,
                  log: Callable[[str], None] = tqdm.write, ranks: Ranks | None = None):
+        if not config_text:  # built in Python: config.gin records what was built, for the CLI
+            settings, config_text = recorded.describe(model, data, sampler, settings, log)
         self.cfg = settings
         self.ranks = ranks if ranks is not None else Ranks.current()
         self.run = RunDir(Path(run_dir))
