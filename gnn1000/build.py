@@ -16,7 +16,7 @@ import torch
 
 from gnn1000 import checkpoint, config, encoders
 from gnn1000.errors import ConfigError, Gnn1000Error, plugin_error
-from gnn1000.experiment import Experiment, check_graph_sampler, pick_device
+from gnn1000.experiment import Experiment, check_graph_sampler, make_optimizer, make_scheduler, pick_device
 from gnn1000.ranks import Ranks
 from gnn1000.recorded import SIZED_BY_DATA  # what the data sizes; every other parameter comes from gin
 from gnn1000.rundir import RunDir
@@ -80,10 +80,8 @@ def build_experiment(run_dir: Path | str, **kwargs) -> Experiment:
     check_graph_sampler(data, settings.sampler)
     sampler = config.reference("samplers", settings.sampler)() if data.level == "node" else None
     model = build_model(settings.architecture, data).to(device)
-    optimizer = config.reference("optimizers", settings.optimizer)(
-        model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    scheduler = config.reference("schedulers", settings.scheduler)(
-        optimizer, epochs=settings.epochs, mode="max" if data.task.higher_is_better else "min")
+    optimizer = make_optimizer(config.reference("optimizers", settings.optimizer), model, settings)
+    scheduler = make_scheduler(config.reference("schedulers", settings.scheduler), optimizer, settings, data.task)
     return Experiment(model, data, sampler, settings, run_dir, optimizer=optimizer, scheduler=scheduler,
                       config_text=config.operative_config(), **kwargs)
 

@@ -162,6 +162,16 @@ def check_graph_sampler(data, sampler: str) -> None:
                           f"batched by PyG's DataLoader (experiment.batch_size); keep 'full_batch'.")
 
 
+def make_optimizer(factory, model: torch.nn.Module, cfg: ExperimentConfig) -> torch.optim.Optimizer:
+    """An optimizer from a registered factory (or gin's reference to one) over ``model``'s parameters."""
+    return factory(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(factory, optimizer: torch.optim.Optimizer, cfg: ExperimentConfig, task):
+    """A learning-rate schedule from a registered factory (or gin's reference to one), or None."""
+    return factory(optimizer, epochs=cfg.epochs, mode=task.mode)
+
+
 class Experiment:
     """One training run in ``run_dir``; ``on_epoch(record, last_checkpoint)`` sees every epoch.
 
@@ -217,13 +227,10 @@ class Experiment:
         self.averaged = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.cfg.ema_decay))
                          if self.cfg.ema_decay is not None else None)
         if optimizer is None:
-            optimizer = resolve("optimizers", self.cfg.optimizer)(self.model.parameters(), lr=self.cfg.lr,
-                                                                 weight_decay=self.cfg.weight_decay)
+            optimizer = make_optimizer(resolve("optimizers", self.cfg.optimizer), self.model, self.cfg)
         self.optimizer = optimizer
-        self.higher_is_better = self.task.higher_is_better
         if scheduler is None:
-            scheduler = resolve("schedulers", self.cfg.scheduler)(
-                self.optimizer, epochs=self.cfg.epochs, mode="max" if self.higher_is_better else "min")
+            scheduler = make_scheduler(resolve("schedulers", self.cfg.scheduler), self.optimizer, self.cfg, self.task)
         self.scheduler = scheduler
         self.scaler = precision.scaler(self.device, self.cfg.precision)
         self.logger_classes = [resolve("loggers", name) for name in self.cfg.loggers]  # a typo fails here

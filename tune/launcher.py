@@ -29,6 +29,7 @@ from gnn1000 import registry
 from gnn1000.errors import ConfigError
 from gnn1000.extras import require
 from gnn1000.task import METRICS
+from gnn1000.task import mode as task_mode
 from gnn1000.tune.cluster import check_address, ray_session  # noqa: F401  check_address: a public name here
 from gnn1000.tune.space import KeepInRange, SearchConfig, bindings_for, check_group_divisibility, without_search
 from gnn1000.tune.trial import train_trial
@@ -77,7 +78,7 @@ def load_search(path: str | Path, bindings: list[str] | tuple[str, ...] = ()) ->
     # The file's own name: search folders are <name>-<timestamp>, one level under --storage.
     return Search(name=Path(loaded.name).name, base_config=base_config, settings=settings,
                   epochs=experiment.epochs, device=experiment.device, metric=f"valid_{metric}",
-                  mode="max" if METRICS[metric] else "min")
+                  mode=task_mode(metric))
 
 
 def dataset_metric(dataset: str) -> str:
