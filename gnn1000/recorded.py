@@ -25,6 +25,7 @@ from gnn1000.settings import ExperimentConfig
 
 # What the configuration layer passes an architecture from the data; every other argument is recorded.
 SIZED_BY_DATA = ("in_channels", "out_channels", "edge_dim", "readout")
+HEADER = "# Recorded by gnn1000 for a run built in Python"  # config.gin's first line; see resume.changed
 _MISSING = object()
 
 
@@ -95,7 +96,7 @@ def describe(model: torch.nn.Module, data, sampler, settings: ExperimentConfig,
     if sampler is not None:
         names["sampler"] = registry_name("samplers", sampler) or settings.sampler
     settings = dataclasses.replace(settings, **names)
-    lines = ["# Recorded by gnn1000 for a run built in Python: the registry names of what it trained and",
+    lines = [f"{HEADER}: the registry names of what it trained and",
              "# the arguments read back from the objects; gnn1000 evaluate / predict / train --resume rebuild it."]
     problems = []
     if architecture is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from gnn1000 import recorded
 from gnn1000.errors import ConfigError
 
 # What may change on resume: the loop's length and step, and evaluation (read fresh each epoch).
@@ -53,6 +54,8 @@ def changed(old_text: str, new_text: str, source: str) -> dict[str, tuple]:
     """``key -> (old, new)`` for every setting ``new_text`` binds to another value than ``old_text``."""
     old = {_short(k): v for k, v in bound_values(old_text, source).items()}
     new = {_short(k): v for k, v in bound_values(new_text, "the new settings").items()}
+    if recorded.HEADER in old_text:  # a Python-built run recorded what it read back, gin's config lists every default
+        new = {k: v for k, v in new.items() if k in old or k in MUTABLE}
     return {key: (old.get(key, "(default)"), value) for key, value in new.items()
             if old.get(key, "(default)") != value}
 

@@ -47,6 +47,8 @@ def test_the_cli_evaluates_predicts_and_resumes_it(python_run, capsys):
     assert cli.main(["train", "--resume", str(python_run), "--no-progress", "--bind", "experiment.epochs = 2"]) == 0
     summary = json.loads((python_run / "summary.json").read_text())
     assert (summary["epochs"], summary["architecture"]) == (2, "revgnn")
+    resumed = json.loads((python_run / "resumes.jsonl").read_text())
+    assert list(resumed["changed"]) == ["experiment.epochs"]  # not every default gin's config lists
 
 
 def test_what_cannot_be_read_back_is_said_in_config_gin(tmp_path):
