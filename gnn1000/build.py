@@ -16,7 +16,7 @@ import torch
 
 from gnn1000 import checkpoint, config, encoders
 from gnn1000.errors import ConfigError, Gnn1000Error, plugin_error
-from gnn1000.experiment import Experiment, check_graph_sampler, make_optimizer, make_scheduler, pick_device
+from gnn1000.experiment import Experiment, make_optimizer, make_scheduler, pick_device
 from gnn1000.ranks import Ranks
 from gnn1000.recorded import SIZED_BY_DATA  # what the data sizes; every other parameter comes from gin
 from gnn1000.rundir import RunDir
@@ -77,7 +77,7 @@ def build_experiment(run_dir: Path | str, **kwargs) -> Experiment:
     checkpoint.seed_everything(settings.seed)
     device = pick_device(settings.device)
     data = _load_data(settings.dataset, kwargs.get("ranks") or Ranks.current())
-    check_graph_sampler(data, settings.sampler)
+    # graph-level data has no sampler plugin; Experiment checks that none other than full_batch is named
     sampler = config.reference("samplers", settings.sampler)() if data.level == "node" else None
     model = build_model(settings.architecture, data).to(device)
     optimizer = make_optimizer(config.reference("optimizers", settings.optimizer), model, settings)
