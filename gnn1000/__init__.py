@@ -11,9 +11,17 @@ on first use, so ``import gnn1000`` (and the CLI's start) stays light.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# pyproject's package-dir maps registry/, plugins/, tune/, bench/ and configs/ of a checkout into this
+# package; an install (and an editable one's finder) puts them in reach. Run from a checkout's root
+# (`python -m gnn1000`), this folder shadows any install and no finder maps them: look beside it.
+if importlib.util.find_spec(f"{__name__}.registry") is None:
+    __path__.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # public name -> module that defines it
 _EXPORTS = {

@@ -16,13 +16,12 @@ import torch
 
 from gnn1000 import checkpoint, config, encoders
 from gnn1000.errors import ConfigError, Gnn1000Error, plugin_error
-from gnn1000.experiment import Experiment, check_graph_sampler, pick_device
+from gnn1000.experiment import Experiment, make_optimizer, make_scheduler, pick_device
 from gnn1000.ranks import Ranks
+from gnn1000.recorded import SIZED_BY_DATA  # what the data sizes; every other parameter comes from gin
 from gnn1000.rundir import RunDir
 from gnn1000.registry import gin_name
 
-# What the configuration layer passes an architecture; every other parameter comes from gin.
-_SIZED_BY_DATA = ("in_channels", "out_channels", "edge_dim", "readout")
 
 
 def _missing_settings(architecture: str, build) -> list[str]:
@@ -30,7 +29,7 @@ def _missing_settings(architecture: str, build) -> list[str]:
     bound = gin.get_bindings(f"architectures.{gin_name(architecture)}")
     return [p.name for p in inspect.signature(build).parameters.values()
             if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-            and p.name not in _SIZED_BY_DATA and p.name not in bound]
+            and p.name not in SIZED_BY_DATA and p.name not in bound]
 
 
 def build_model(architecture: str, data) -> torch.nn.Module:
@@ -78,13 +77,11 @@ def build_experiment(run_dir: Path | str, **kwargs) -> Experiment:
     checkpoint.seed_everything(settings.seed)
     device = pick_device(settings.device)
     data = _load_data(settings.dataset, kwargs.get("ranks") or Ranks.current())
-    check_graph_sampler(data, settings.sampler)
+    # graph-level data has no sampler plugin; Experiment checks that none other than full_batch is named
     sampler = config.reference("samplers", settings.sampler)() if data.level == "node" else None
     model = build_model(settings.architecture, data).to(device)
-    optimizer = config.reference("optimizers", settings.optimizer)(
-        model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    scheduler = config.reference("schedulers", settings.scheduler)(
-        optimizer, epochs=settings.epochs, mode="max" if data.task.higher_is_better else "min")
+    optimizer = make_optimizer(config.reference("optimizers", settings.optimizer), model, settings)
+    scheduler = make_scheduler(config.reference("schedulers", settings.scheduler), optimizer, settings, data.task)
     return Experiment(model, data, sampler, settings, run_dir, optimizer=optimizer, scheduler=scheduler,
                       config_text=config.operative_config(), **kwargs)
 

@@ -83,6 +83,10 @@ def _data_parallel_flags(args: argparse.Namespace) -> bool:
         raise Gnn1000Error(f"--workers {args.workers}: the number of data-parallel workers must be >= 1.")
     if args.gpus_per_worker is not None and args.gpus_per_worker < 0:
         raise Gnn1000Error(f"--gpus-per-worker {args.gpus_per_worker:g}: must be >= 0 (0 trains on CPUs).")
+    from gnn1000.extras import require
+
+    for module in ("ray", "pyarrow"):  # Ray Train imports pyarrow; both come with the tune extra
+        require(module, "tune", "gnn1000 train --workers (data-parallel training on Ray Train)")
     return True
 
 

@@ -1,7 +1,10 @@
 """The configuration layer: gin files in, gin references to plain components out.
 
-gin sits here and nowhere else. The registry maps names to plain classes; :func:`reference` gives gin
-its own wrapper of one (``gin.external_configurable``), so a class built in Python never reads gin.
+Here gin files become gin references; no component class imports gin. The registry maps names to
+plain classes; :func:`reference` gives gin its own wrapper of one (``gin.external_configurable``), so a
+class built in Python never reads gin. Other modules that import gin read a parsed config
+(``build``, ``repeats``, ``dataroot``'s ``data.*`` settings, the tune layer) or parse config text
+without binding it (``gin_text``, which ``resume`` and the tune layer use too).
 A reference fills the component arguments it is given by name (``operator``, ``norm``, ``solver``...)
 with references too, so ``gen.*`` bindings reach the operators a ``revgnn`` reference builds.
 
@@ -28,7 +31,7 @@ from typing import Any
 import gin
 from gin import config_parser
 
-from gnn1000 import registry
+from gnn1000 import gin_text, registry
 from gnn1000.errors import ConfigError, did_you_mean
 from gnn1000.settings import ExperimentConfig
 
@@ -149,31 +152,11 @@ def settings() -> ExperimentConfig:
     return _register_reference("experiment", None, ExperimentConfig)()
 
 
-class _RecordingDelegate(config_parser.ParserDelegate):
-    """Collects ``@references`` while gin's own parser reads a config (nothing is bound)."""
-
-    def __init__(self):
-        self.references: list[str] = []
-        self.macros: list[str] = []
-
-    def configurable_reference(self, scoped_configurable_name, evaluate):
-        self.references.append(scoped_configurable_name.split("/")[-1])
-        return None
-
-    def macro(self, macro_name):
-        self.macros.append(macro_name)
-        return None
-
-
 def _selectors(text: str, source: str) -> list[str]:
     """Every configurable a config text binds or references, following its includes."""
-    delegate = _RecordingDelegate()
+    parsed = gin_text.parse(text, source)
     found = []
-    try:
-        statements = list(config_parser.ConfigParser(io.StringIO(text), delegate))
-    except SyntaxError as exc:
-        raise ConfigError(f"gin syntax error in {source}: {exc}") from exc
-    for st in statements:
+    for st in parsed.statements:
         if isinstance(st, config_parser.BindingStatement) and st.arg_name:
             found.append(st.selector)
         elif isinstance(st, config_parser.BlockDeclaration):
@@ -181,7 +164,7 @@ def _selectors(text: str, source: str) -> list[str]:
         elif isinstance(st, config_parser.IncludeStatement) and st.filename.startswith(_RESOLVED):
             path = Path(st.filename.removeprefix(_RESOLVED))
             found += _selectors(_read_with_resolved_includes(path), str(path))
-    return found + delegate.references
+    return found + [reference.split("/")[-1] for reference in parsed.references]
 
 
 def _import_named_plugins(selectors: list[str]) -> None:
@@ -290,9 +273,7 @@ def load(config: str | Path | None = DEFAULT_CONFIG, bindings: list[str] | tuple
 def _check_macros(texts: list[tuple[str, str]], bindings: list[str]) -> None:
     """A macro used but never defined fails here, by name, not later as a missing setting."""
     for text, source in [*texts, ("\n".join(bindings), "--bind")]:
-        delegate = _RecordingDelegate()
-        list(config_parser.ConfigParser(io.StringIO(text), delegate))
-        for name in delegate.macros:
+        for name in gin_text.parse(text, source).macros:
             try:
                 gin.query_parameter(f"%{name}")
             except ValueError:

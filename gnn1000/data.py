@@ -65,6 +65,7 @@ class NodeTaskData(_Sizes):
     #: ``ceiling(data, num_layers, split)``: the best score a model of that depth can reach, for
     #: tasks where that follows from the labels (see :func:`depth_ceiling`); None for the others.
     ceiling: Callable[[NodeTaskData, int | None, str], float] | None = None
+    source: tuple[str, dict] | None = field(default=None, repr=False, compare=False)  # see load_dataset
 
     def _raw(self) -> tuple[int, torch.Tensor | None]:
         return self.graph.num_node_features, self.graph.edge_attr
@@ -82,6 +83,7 @@ class GraphTaskData(_Sizes):
     readout: str = "mean"
     level: str = "graph"
     encoders: Encoders = field(default_factory=Encoders)
+    source: tuple[str, dict] | None = field(default=None, repr=False, compare=False)  # see load_dataset
 
     def _raw(self) -> tuple[int, torch.Tensor | None]:
         return self.dataset.num_node_features, self.dataset[0].edge_attr
@@ -93,6 +95,16 @@ def depth_ceiling(data: NodeTaskData | GraphTaskData, num_layers: int | None, sp
     dataset does not define one. The ``infection`` task defines it from its labels."""
     ceiling = getattr(data, "ceiling", None)
     return None if ceiling is None else ceiling(data, num_layers, split)
+
+
+def load_dataset(name: str, **options) -> NodeTaskData | GraphTaskData:
+    """The registered dataset ``name`` built with ``options``; the data remembers both (``source``),
+    so a run built in Python records them in its config.gin and the CLI can rebuild the same data."""
+    from gnn1000.registry import resolve
+
+    data = resolve("datasets", name)(**options)
+    data.source = (name, dict(options))
+    return data
 
 
 def random_split(num_items: int, fractions, generator: torch.Generator, owner: str) -> dict[str, torch.Tensor]:

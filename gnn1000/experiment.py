@@ -22,7 +22,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 from torch_geometric.loader import DataLoader
 
-from gnn1000 import checkpoint, guard, memory, precision, resume
+from gnn1000 import checkpoint, guard, memory, precision, recorded, resume
 from gnn1000.data import SPLITS, GraphTaskData, NodeTaskData, depth_ceiling
 from gnn1000.errors import ConfigError, Gnn1000Error
 from gnn1000.protocols import EpochAware, Sampler
@@ -168,6 +168,16 @@ def check_graph_sampler(data, sampler: str) -> None:
                           f"batched by PyG's DataLoader (experiment.batch_size); keep 'full_batch'.")
 
 
+def make_optimizer(factory, model: torch.nn.Module, cfg: ExperimentConfig) -> torch.optim.Optimizer:
+    """An optimizer from a registered factory (or gin's reference to one) over ``model``'s parameters."""
+    return factory(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(factory, optimizer: torch.optim.Optimizer, cfg: ExperimentConfig, task):
+    """A learning-rate schedule from a registered factory (or gin's reference to one), or None."""
+    return factory(optimizer, epochs=cfg.epochs, mode=task.mode)
+
+
 class Experiment:
     """One training run in ``run_dir``; ``on_epoch(record, last_checkpoint)`` sees every epoch.
 
@@ -181,7 +191,8 @@ class Experiment:
         run_dir: Where config, metrics, checkpoints and summary go.
         optimizer: Default: the registered ``settings.optimizer`` over the model's parameters.
         scheduler: Default: the registered ``settings.scheduler``; stepped once per epoch.
-        config_text: What ``config.gin`` records (the configuration layer passes the operative gin config).
+        config_text: What ``config.gin`` records (the configuration layer passes the operative gin config);
+            empty: what :mod:`gnn1000.recorded` reads back from the objects, so the CLI can rebuild the run.
         ranks: This process's place in a data-parallel run (:class:`~gnn1000.ranks.Ranks`, set up by
             ``gnn1000.tune.data_parallel``); default: the process group torch.distributed holds, if any.
             Every rank runs this loop on its share of each epoch's batches; only rank 0's run directory
@@ -196,6 +207,8 @@ class Experiment:
                  scheduler: LRScheduler | ReduceLROnPlateau | None = None, config_text: str = "",
                  progress: bool = True, on_epoch: Callable[[dict, Path], None] | None = None,
                  log: Callable[[str], None] = tqdm.write, ranks: Ranks | None = None):
+        if not config_text:  # built in Python: config.gin records what was built, for the CLI
+            settings, config_text = recorded.describe(model, data, sampler, settings, log)
         self.cfg = settings
         self.ranks = ranks if ranks is not None else Ranks.current()
         self.run = RunDir(Path(run_dir))
@@ -220,13 +233,10 @@ class Experiment:
         self.averaged = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.cfg.ema_decay))
                          if self.cfg.ema_decay is not None else None)
         if optimizer is None:
-            optimizer = resolve("optimizers", self.cfg.optimizer)(self.model.parameters(), lr=self.cfg.lr,
-                                                                 weight_decay=self.cfg.weight_decay)
+            optimizer = make_optimizer(resolve("optimizers", self.cfg.optimizer), self.model, self.cfg)
         self.optimizer = optimizer
-        self.higher_is_better = self.task.higher_is_better
         if scheduler is None:
-            scheduler = resolve("schedulers", self.cfg.scheduler)(
-                self.optimizer, epochs=self.cfg.epochs, mode="max" if self.higher_is_better else "min")
+            scheduler = make_scheduler(resolve("schedulers", self.cfg.scheduler), self.optimizer, self.cfg, self.task)
         self.scheduler = scheduler
         self.scaler = precision.scaler(self.device, self.cfg.precision)
         self.logger_classes = [resolve("loggers", name) for name in self.cfg.loggers]  # a typo fails here

@@ -7,9 +7,9 @@ refused before anything in the run directory is touched, naming each binding.
 
 from __future__ import annotations
 
-import io
 from datetime import datetime, timezone
 
+from gnn1000 import recorded
 from gnn1000.errors import ConfigError
 
 # What may change on resume: the loop's length and step, and evaluation (read fresh each epoch).
@@ -34,21 +34,10 @@ def bound_values(text: str, source: str) -> dict[str, object]:
     """``scope/configurable.parameter`` (or a macro's name) -> value, for every binding in a gin text."""
     from gin import config_parser  # here: the loop imports this module, and a Python-built run has no gin
 
-    class Literal(config_parser.ParserDelegate):
-        """Keeps references and macros as their text, so two configs compare without importing anything."""
+    from gnn1000 import gin_text
 
-        def configurable_reference(self, scoped_configurable_name, evaluate):
-            return f"@{scoped_configurable_name}{'()' if evaluate else ''}"
-
-        def macro(self, macro_name):
-            return f"%{macro_name}"
-
-    try:
-        statements = list(config_parser.ConfigParser(io.StringIO(text), Literal()))
-    except SyntaxError as exc:
-        raise ConfigError(f"gin syntax error in {source}: {exc}") from exc
     values = {}
-    for st in statements:
+    for st in gin_text.parse(text, source).statements:
         if isinstance(st, config_parser.BindingStatement):
             selector = f"{st.scope}/{st.selector}" if st.scope else st.selector
             values[f"{selector}.{st.arg_name}" if st.arg_name else selector] = st.value
@@ -65,6 +54,8 @@ def changed(old_text: str, new_text: str, source: str) -> dict[str, tuple]:
     """``key -> (old, new)`` for every setting ``new_text`` binds to another value than ``old_text``."""
     old = {_short(k): v for k, v in bound_values(old_text, source).items()}
     new = {_short(k): v for k, v in bound_values(new_text, "the new settings").items()}
+    if recorded.HEADER in old_text:  # a Python-built run recorded what it read back, gin's config lists every default
+        new = {k: v for k, v in new.items() if k in old or k in MUTABLE}
     return {key: (old.get(key, "(default)"), value) for key, value in new.items()
             if old.get(key, "(default)") != value}
 

@@ -11,7 +11,12 @@ import torch.nn.functional as F
 from gnn1000.errors import ConfigError
 
 TASK_TYPES = ("multilabel", "binary", "multiclass", "regression")
-METRICS = {"rocauc": True, "acc": True, "ap": True, "rmse": False, "mae": False}
+METRICS = {"rocauc": True, "acc": True, "ap": True, "rmse": False, "mae": False}  # metric -> higher is better
+
+
+def mode(metric: str) -> str:
+    """'max' or 'min': the direction Ray Tune, ReduceLROnPlateau and the best checkpoint optimise in."""
+    return "max" if METRICS[metric] else "min"
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,10 @@ class Task:
     @property
     def higher_is_better(self) -> bool:
         return METRICS[self.metric]
+
+    @property
+    def mode(self) -> str:
+        return mode(self.metric)
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.type == "multiclass":

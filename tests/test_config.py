@@ -115,3 +115,16 @@ def test_load_works_as_a_library_call_in_a_fresh_interpreter():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1001"
+
+
+def test_gin_text_is_parsed_through_one_delegate():
+    """config, resume and the tune layer share gnn1000.gin_text instead of a ParserDelegate each."""
+    import ast
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    owners = [str(path.relative_to(repo)) for folder in ("gnn1000", "tune", "registry", "plugins")
+              for path in (repo / folder).rglob("*.py")
+              for node in ast.walk(ast.parse(path.read_text()))
+              if isinstance(node, ast.ClassDef) and any("ParserDelegate" in ast.unparse(b) for b in node.bases)]
+    assert owners == ["gnn1000/gin_text.py"]

@@ -19,3 +19,12 @@ def test_docstring_examples_run(module, one_thread):
 
 def test_public_modules_have_examples():
     assert sum(doctest.testmod(importlib.import_module(m), report=False).attempted for m in PUBLIC) >= 6
+
+
+def test_the_plugin_guide_names_every_registry_kind():
+    from pathlib import Path
+
+    from gnn1000.registry import KINDS
+
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
+    assert [kind for kind in KINDS if f"| {kind} |" not in guide or f"`{kind}`" not in guide] == []

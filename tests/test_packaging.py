@@ -60,3 +60,47 @@ def test_a_core_only_install_trains_and_names_the_tune_extra(tmp_path):
                           text=True, timeout=600)
     assert tune.returncode == 2
     assert "pip install 'gnn1000[tune]'" in tune.stderr and "Traceback" not in tune.stderr
+
+
+def _python(code: str, cwd, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300, **kwargs)
+
+
+def test_python_m_gnn1000_runs_from_the_checkout_without_an_editable_finder():
+    """After a non-editable ``pip install .``, the checkout's gnn1000/ shadows the install and no
+    finder maps registry/, plugins/, tune/, bench/ into it: dropping the editable finder shows it."""
+    code = ("import sys, runpy\n"
+            "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in getattr(f, '__module__', '')]\n"
+            "sys.path.insert(0, '.')\n"
+            "sys.argv = ['gnn1000', 'list', 'norms']\n"
+            "runpy.run_module('gnn1000', run_name='__main__')\n")
+    result = _python(code, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "layernorm" in result.stdout
+
+
+def test_pyproject_lists_each_package_once():
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    assert len(packages) == len(set(packages))
+
+
+@pytest.mark.parametrize("module", ["ray", "pyarrow"])  # Ray Train imports pyarrow too
+def test_train_workers_on_a_core_only_install_names_the_tune_extra(tmp_path, module):
+    """Ray or pyarrow missing: --workers refuses in one paragraph (exit 2), and leaves no run behind."""
+    code = ("import sys\n"
+            f"sys.modules[{module!r}] = None\n"  # as if not installed
+            "from gnn1000.cli import main\n"
+            f"sys.exit(main(['train', '--workers', '2', '--run-dir', 'run', '--no-progress', *{bind_args(TINY)!r}]))\n")
+    result = _python(code, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "pip install 'gnn1000[tune]'" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_data_parallel_path_leaves_the_tune_launcher_unimported():
+    result = _python("import sys\nimport gnn1000.tune.data_parallel\n"
+                     "assert 'gnn1000.tune.launcher' not in sys.modules\n", cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]

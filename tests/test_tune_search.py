@@ -255,3 +255,37 @@ def test_the_shipped_model_based_searches_run_on_the_built_in_data(name, tmp_pat
                 "search.grace_period = 2", *SHRUNK[name]]
     result = run_search(name, bindings=bindings, num_samples=2, storage=tmp_path / "out")
     assert set(result["table"]["status"]) == {"done"} and result["best"].is_file()
+
+
+# -- what a search leaves behind -------------------------------------------------------------------
+
+
+def test_load_search_leaves_the_search_file_in_gin_not_a_sampled_trial(tmp_path):
+    import gin
+
+    search = load_search(tiny_search(tmp_path), ["resgnn.dropout = 0.25"])  # searched: one sample is parsed
+    assert gin.query_parameter("resgnn.dropout") == 0.25
+    assert gin.query_parameter("search.num_samples") == search.settings.num_samples  # the file is still loaded
+
+
+def test_results_and_best_config_go_to_a_storage_uri_not_a_local_folder(tmp_path, monkeypatch):
+    """--storage as a URI: the driver writes beside the trials through its filesystem (file:// here)."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from gnn1000.tune import launcher
+
+    monkeypatch.chdir(tmp_path)
+    table = pd.DataFrame([{"trial": "t1", "epochs": 2, "valid_rocauc": 0.7, "test_rocauc": 0.6,
+                           "best epoch": 2, "status": "done", "checkpoint": "saved"}])
+    monkeypatch.setattr(launcher, "results_table", lambda grid, search: table)
+    monkeypatch.setattr(launcher, "best_config", lambda checkpoint, search, header: header + "x.a = 1\n")
+    search = launcher.Search(name="s", base_config="", settings=SimpleNamespace(scheduler="asha"), epochs=2,
+                             device="cpu", metric="valid_rocauc", mode="max")
+    folder = tmp_path / "bucket" / "s-1"
+    outcome = launcher.report(SimpleNamespace(experiment_path=folder.as_uri()), search, log=lambda _: None)
+    assert (folder / "results.csv").read_text().startswith("trial,epochs,valid_rocauc")
+    assert "x.a = 1" in (folder / "best.gin").read_text()
+    assert outcome["best"] == f"{folder.as_uri()}/best.gin"
+    assert not (tmp_path / "runs").exists()  # nothing in a local default folder

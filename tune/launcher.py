@@ -29,6 +29,7 @@ from gnn1000 import registry
 from gnn1000.errors import ConfigError
 from gnn1000.extras import require
 from gnn1000.task import METRICS
+from gnn1000.task import mode as task_mode
 from gnn1000.tune.cluster import check_address, ray_session  # noqa: F401  check_address: a public name here
 from gnn1000.tune.space import KeepInRange, SearchConfig, bindings_for, check_group_divisibility, without_search
 from gnn1000.tune.trial import train_trial
@@ -65,15 +66,19 @@ def load_search(path: str | Path, bindings: list[str] | tuple[str, ...] = ()) ->
     base_config = without_search(gin.config_str())
     check_group_divisibility(settings.space, _bound)
     experiment = gin_config.settings()
-    # Parse one sample, so a typo in a searched binding fails here, not in every trial.
+    metric = dataset_metric(experiment.dataset)
+    # Parse one sample, so a typo in a searched binding fails here, not in every trial; then gin holds
+    # the search file again, not that one trial's values.
     sample = {key: domain.sample() if hasattr(domain, "sample") else domain["grid_search"][0]
               for key, domain in settings.param_space().items()}
-    gin_config.load(None, [base_config, *bindings_for(sample)])
-    metric = dataset_metric(experiment.dataset)
+    try:
+        gin_config.load(None, [base_config, *bindings_for(sample)])
+    finally:
+        gin_config.load(path, bindings, search=True)
     # The file's own name: search folders are <name>-<timestamp>, one level under --storage.
     return Search(name=Path(loaded.name).name, base_config=base_config, settings=settings,
                   epochs=experiment.epochs, device=experiment.device, metric=f"valid_{metric}",
-                  mode="max" if METRICS[metric] else "min")
+                  mode=task_mode(metric))
 
 
 def dataset_metric(dataset: str) -> str:
@@ -299,29 +304,45 @@ def best_config(checkpoint, search: Search, header: str) -> str:
     return header + text
 
 
+def _writer(folder: str) -> tuple[Callable[[str, str], None], Callable[[str], str | Path]]:
+    """(write(name, text), where(name)) for the search's own folder, local or a storage URI (s3://,
+    gs://, file://): results.csv and best.gin go beside the trials, as Ray Tune's own files do."""
+    if "://" not in folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return (lambda name, text: (Path(folder) / name).write_text(text)), (lambda name: Path(folder) / name)
+    filesystem, base = pyarrow.fs.FileSystem.from_uri(folder)
+    filesystem.create_dir(base, recursive=True)
+
+    def write(name: str, text: str) -> None:
+        with filesystem.open_output_stream(f"{base}/{name}") as stream:
+            stream.write(text.encode())
+
+    return write, (lambda name: f"{folder.rstrip('/')}/{name}")
+
+
 def report(grid, search: Search, log: Callable[[str], None]) -> dict:
     table = results_table(grid, search)
-    out = Path(grid.experiment_path) if "://" not in grid.experiment_path else DEFAULT_STORAGE / Path(
-        grid.experiment_path).name
-    out.mkdir(parents=True, exist_ok=True)
+    write, where = _writer(grid.experiment_path)
     shown = table.drop(columns=["checkpoint"], errors="ignore")
-    shown.to_csv(out / RESULTS, index=False)
+    write(RESULTS, shown.to_csv(index=False))
     with pd.option_context("display.width", 200, "display.max_columns", None):
         log(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    outcome = {"results": out / RESULTS, "table": shown, "grid": grid, "best": None}
+    outcome = {"results": where(RESULTS), "table": shown, "grid": grid, "best": None}
     finished = table[table[search.metric].notna() & (table["status"] != "error")]
     if finished.empty:
         log("no trial finished without an error; see the errors above (continue with --resume)")
         return outcome
     top = finished.iloc[0]
+    local = isinstance(where(BEST_CONFIG), Path)
+    rerun = where(BEST_CONFIG) if local else f"{BEST_CONFIG} (a copy of {where(BEST_CONFIG)})"
     header = (f"# Best trial {top['trial']} of search {search.name}: {search.metric} {top[search.metric]:.4f} "
-              f"at epoch {top['best epoch']}.\n# Re-run it with: gnn1000 train {out / BEST_CONFIG}\n")
+              f"at epoch {top['best epoch']}.\n# Re-run it with: gnn1000 train {rerun}\n")
     if search.settings.scheduler == "pbt":
         header += ("# PBT may have changed its values while it trained (any changes are listed below); "
                    "this file\n# trains with the last ones from the first epoch on.\n")
     header += "\n"
-    (out / BEST_CONFIG).write_text(best_config(top["checkpoint"], search, header))
-    outcome["best"] = out / BEST_CONFIG
-    log(f"best trial {top['trial']}: {search.metric} {top[search.metric]:.4f}; config: {out / BEST_CONFIG}; "
-        f"table: {out / RESULTS}")
+    write(BEST_CONFIG, best_config(top["checkpoint"], search, header))
+    outcome["best"] = where(BEST_CONFIG)
+    log(f"best trial {top['trial']}: {search.metric} {top[search.metric]:.4f}; config: {where(BEST_CONFIG)}; "
+        f"table: {where(RESULTS)}")
     return outcome

@@ -18,7 +18,6 @@ its arguments. Every trial runs the included config with one sample of these bin
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass, field
 
@@ -27,6 +26,7 @@ from gin import config_parser
 import numpy as np
 from ray import tune
 
+from gnn1000 import gin_text
 from gnn1000.errors import ConfigError, check_number, check_positive_ints
 
 # spec name -> (Ray Tune sampler, what its arguments are); grid tries every value in every sample.
@@ -250,21 +250,11 @@ def bindings_for(params: dict) -> list[str]:
     return [f"{key} = {gin_literal(value)}" for key, value in sorted(params.items())]
 
 
-class _Parsed(config_parser.ParserDelegate):
-    """Reads references and macros as placeholders: only where statements start is wanted."""
-
-    def configurable_reference(self, scoped_configurable_name, evaluate):
-        return None
-
-    def macro(self, macro_name):
-        return None
-
-
 def without_search(config_text: str) -> str:
     """A flattened search config minus its ``search.*`` bindings: the plain experiment config that
     ``gnn1000 train`` (and a data-parallel trial's workers) accept."""
     lines = config_text.splitlines(keepends=True)
-    statements = list(config_parser.ConfigParser(io.StringIO(config_text), _Parsed()))
+    statements = gin_text.parse(config_text, "the search config").statements
     starts = [st.location.line_num - 1 for st in statements] + [len(lines)]
     dropped = set()
     for st, start, end in zip(statements, starts, starts[1:]):

@@ -61,10 +61,8 @@ def _check(num_nodes, num_species, avg_degree, num_tasks, hops, within_species) 
         problems.append(f"num_species={num_species} (1..num_nodes)")
     if not 1 <= avg_degree < num_nodes:
         problems.append(f"avg_degree={avg_degree} (1..num_nodes-1)")
-    if num_tasks < 1 or hops < 0:
-        problems.append(f"num_tasks={num_tasks}, hops={hops} (num_tasks >= 1, hops >= 0)")
-    if not 0.0 <= within_species <= 1.0:
-        problems.append(f"within_species={within_species} (a fraction in [0, 1])")
+    if num_tasks < 1:  # hops >= 0 and within_species in [0, 1] are checked above
+        problems.append(f"num_tasks={num_tasks} (at least 1)")
     if problems:
         raise ConfigError("synthetic-proteins: invalid " + "; ".join(problems) + ".")
 

@@ -1,5 +1,5 @@
 """Root finders for equilibrium models: ``solve(f, z0, tol, max_iter, stop_mode) -> (z, stats)``.
 
-One file per solver (``broyden``, ``anderson``, ``fixed_point``); ``base`` holds the shared
-interface, the ``SolverStats`` they return and the residual bookkeeping.
+One file per solver (``broyden``, ``anderson``, ``fixed_point``); :mod:`gnn1000.nn.root_finding`
+holds the shared interface, the ``SolverStats`` they return and the residual bookkeeping.
 """
