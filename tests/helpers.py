@@ -7,6 +7,8 @@ import sys
 # The built-in dataset at a size where an epoch takes milliseconds.
 TINY = [
     "experiment.architecture = 'resgnn'",  # the default job is a RevGNN; the tiny job stays the 2-layer ResGNN
+    "experiment.dataset = 'synthetic-proteins'",  # the default job's is infection; the tiny job keeps this one
+    "experiment.compare_step_memory = []",
     "synthetic_proteins.num_nodes = 240",
     "synthetic_proteins.avg_degree = 8",
     "synthetic_proteins.num_tasks = 6",

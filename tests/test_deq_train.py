@@ -15,7 +15,8 @@ from gnn1000.build import build_experiment
 from gnn1000.rundir import RunDir
 
 BINDINGS = [
-    "experiment.architecture = 'deq'", "experiment.epochs = 12", "experiment.lr = 0.01",
+    "experiment.architecture = 'deq'", "experiment.dataset = 'synthetic-proteins'", "experiment.epochs = 12",
+    "experiment.lr = 0.01",
     "synthetic_proteins.num_nodes = 400", "synthetic_proteins.num_tasks = 8",
     "deq.hidden_channels = 32", "deq.num_layers = 3", "deq.pretrain_epochs = 1",
     "deq.fwd_max_iter = 20", "deq.bwd_max_iter = 20", "experiment.device = 'cpu'",
