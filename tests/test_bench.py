@@ -134,3 +134,42 @@ def test_paper_refuses_cuda_without_a_gpu(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert cli.main(["bench", "paper", "--device", "cuda", "--out", str(tmp_path)]) == 2
     assert "--device cuda" in capsys.readouterr().err
+
+
+TINY_INFECTION = ["--bind", "infection.size = 6", "--bind", "infection.num_graphs = 4", "--bind",
+                  "infection.max_path_length = 4", "--bind", "revgnn.hidden_channels = 8", "--bind",
+                  "experiment.device = 'cpu'"]
+
+
+def test_depth_trains_each_model_at_each_depth_and_draws_the_figure(capsys, tmp_path):
+    out = tmp_path / "depth"
+    assert cli.main(["bench", "depth", "infection/revgnn-deep", "--layers", "2", "--models", "resgnn", "deq",
+                     "--epochs", "1", "--memory-budget", "100", "--out", str(out), *TINY_INFECTION]) == 0
+    printed = capsys.readouterr().out
+    assert "| model | layers | test acc | depth ceiling | step memory MB |" in printed
+    points = json.loads((out / "depth.json").read_text())["points"]
+    assert [(p["model"], p["layers"]) for p in points] == [("resgnn", 2), ("deq", 2)]
+    assert all(p["status"] == "ok" and p["peak_mb"] is not None and 0 <= p["test"] <= 1 for p in points)
+    resgnn, deq = points
+    assert "resgnn.num_layers = 2" in resgnn["bindings"] and "deq.fwd_max_iter = 2" in deq["bindings"]
+    assert "deq.operator = 'sage'" in deq["bindings"]  # the config's operator, carried over
+    assert resgnn["ceiling"] < 1.0 and deq["ceiling"] == 1.0  # an equilibrium model has no depth ceiling
+    assert (out / "depth.png").stat().st_size > 0 and (out / "depth.md").read_text().count("\n| ") == 3
+
+
+def test_depth_refuses_an_unknown_model(capsys):
+    assert cli.main(["bench", "depth", "infection/revgnn-deep", "--models", "resnet"]) == 2
+    assert "model 'resnet' is not one of" in capsys.readouterr().err
+
+
+def test_a_run_compares_its_step_memory_with_a_resgnn_of_the_same_depth(capsys, tmp_path):
+    run = tmp_path / "run"
+    assert cli.main(["train", "infection/revgnn-deep", "--run-dir", str(run), "--no-progress", *TINY_INFECTION,
+                     "--bind", "revgnn.num_layers = 3", "--bind", "experiment.epochs = 1",
+                     "--bind", "experiment.compare_step_memory = ['resgnn']"]) == 0
+    printed = capsys.readouterr().out
+    comparison = json.loads((run / "summary.json").read_text())["step_memory_comparison"]
+    assert comparison["layers"] == 3 and comparison["own"] == "revgnn"
+    assert set(comparison["models"]) == {"revgnn", "resgnn"}
+    assert all(r["step_memory_mb"] >= 0 and r["parameters"] > 0 for r in comparison["models"].values())
+    assert "one training step, each in a fresh process" in printed and "the memory of revgnn at 3 layers" in printed

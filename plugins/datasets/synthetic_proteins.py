@@ -5,6 +5,11 @@ Like ogbn-proteins: a dense graph of nodes in species groups (edges mostly withi
 features plus a species one-hot, as the paper's code does), and many binary tasks scored by
 mean ROC-AUC. Each task thresholds a mix of 0- to ``hops``-hop neighbourhood averages of a hidden
 node signal (the far neighbourhood against the near one), so a model must look several hops away.
+
+What it is good for: exercising the ogbn-proteins pipeline (multi-label ROC-AUC, edge features,
+random partitions) in seconds. What it is not: a test of depth. Its labels are ``hops``-hop
+functions (3 by default), so a 3-layer ResGNN ties with or beats a 28-layer RevGNN here (0.8781
+against 0.8721 test ROC-AUC over 3 seeds); ``infection`` is the task where depth pays.
 """
 
 from __future__ import annotations
