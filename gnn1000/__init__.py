@@ -11,9 +11,13 @@ on first use, so ``import gnn1000`` (and the CLI's start) stays light.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+try:  # pyproject.toml holds the version; the installed distribution's metadata reports it
+    __version__ = importlib.metadata.version("gnn1000")
+except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 # public name -> module that defines it
 _EXPORTS = {
