@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -22,7 +23,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 from torch_geometric.loader import DataLoader
 
-from gnn1000 import checkpoint, guard, memory, precision, resume
+from gnn1000 import checkpoint, guard, logs, memory, precision, resume
 from gnn1000.data import SPLITS, GraphTaskData, NodeTaskData
 from gnn1000.errors import ConfigError, Gnn1000Error
 from gnn1000.protocols import EpochAware, Sampler
@@ -30,6 +31,8 @@ from gnn1000.ranks import Ranks
 from gnn1000.registry import resolve
 from gnn1000.rundir import RunDir
 from gnn1000.settings import ExperimentConfig
+
+logger = logging.getLogger(__name__)
 
 
 def pick_device(name: str) -> torch.device:
@@ -176,6 +179,7 @@ class Experiment:
         optimizer: Default: the registered ``settings.optimizer`` over the model's parameters.
         scheduler: Default: the registered ``settings.scheduler``; stepped once per epoch.
         config_text: What ``config.gin`` records (the configuration layer passes the operative gin config).
+        log: Where the epoch lines go; default: the logger ``gnn1000.experiment`` at INFO (:mod:`gnn1000.logs`).
         ranks: This process's place in a data-parallel run (:class:`~gnn1000.ranks.Ranks`, set up by
             ``gnn1000.tune.data_parallel``); default: the process group torch.distributed holds, if any.
             Every rank runs this loop on its share of each epoch's batches; only rank 0's run directory
@@ -189,13 +193,16 @@ class Experiment:
                  optimizer: torch.optim.Optimizer | None = None,
                  scheduler: LRScheduler | ReduceLROnPlateau | None = None, config_text: str = "",
                  progress: bool = True, on_epoch: Callable[[dict, Path], None] | None = None,
-                 log: Callable[[str], None] = tqdm.write, ranks: Ranks | None = None):
+                 log: Callable[[str], None] | None = None, ranks: Ranks | None = None):
         self.cfg = settings
         self.ranks = ranks if ranks is not None else Ranks.current()
         self.run = RunDir(Path(run_dir))
         self.config_text = config_text
         self.progress = progress
         self.on_epoch = on_epoch
+        if log is None:  # the logger 'gnn1000.experiment' (gnn1000.logs: how to route or silence it)
+            logs.ensure_default_handler()
+            log = logger.info
         self.log = log
         self.device = pick_device(self.cfg.device)
         self.data = data
@@ -394,6 +401,10 @@ class Experiment:
 
     def fit(self, resume: bool = False) -> dict:
         """Train to ``epochs`` (continuing from the last checkpoint if ``resume``); return the summary."""
+        with logs.tqdm_safe():  # log lines above the progress bars, not through them
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> dict:
         if resume:
             self._resume()
         else:

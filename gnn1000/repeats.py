@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import shlex
 import statistics
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import gin
 from gnn1000.errors import ConfigError
 
 MANIFEST = "repeats.json"
+logger = logging.getLogger(__name__)
 STD = "sample standard deviation (ddof=1), as OGB's scripts report torch.std"
 
 
@@ -91,12 +93,13 @@ def _repeats(run_dir: Path, manifest: dict) -> list[Repeat]:
     return [Repeat(label, bindings, run_dir / label) for label, bindings in manifest["repeats"]]
 
 
-def train_repeats(run_dir: Path | str, manifest: dict, *, progress: bool = True, log=print) -> dict:
+def train_repeats(run_dir: Path | str, manifest: dict, *, progress: bool = True, log=None) -> dict:
     """Train every repeat not finished yet under the gin config already loaded; return the summary."""
     from gnn1000 import config as gin_config
     from gnn1000.build import build_experiment
     from gnn1000.rundir import RunDir
 
+    log = log or logger.info
     run_dir = Path(run_dir)
     parent = RunDir(run_dir)
     parent.lock()  # one repeated run at a time in this folder, as for a single run
@@ -202,7 +205,7 @@ def cmd_train_repeats(args) -> int:
         run_dir = run.path
         manifest = {"kind": kind, "repeats": repeats, "command": shlex.join(["gnn1000", *args.argv])}
     labels = [label for label, _ in manifest["repeats"]]
-    print(f"run directory: {run_dir} ({manifest['kind']}: {', '.join(labels)})", flush=True)
+    logger.info(f"run directory: {run_dir} ({manifest['kind']}: {', '.join(labels)})")
     summary = train_repeats(run_dir, manifest, progress=not args.no_progress)
     print(f"{headline(summary)} (test at the best validation epoch; results in {run_dir})", flush=True)
     return 0

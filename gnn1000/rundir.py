@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import warnings
 from datetime import datetime
@@ -81,7 +82,7 @@ class RunDir:
                 aside = aside.with_name(f"{run.path.name}.old-{datetime.now():%Y%m%d-%H%M%S}-{n}")
             run.release()
             run.path.rename(aside)
-            print(f"--overwrite: moved the old run in {run.path} to {aside}", flush=True)
+            logging.getLogger(__name__).info(f"--overwrite: moved the old run in {run.path} to {aside}")
         return run
 
     def holds_a_run(self) -> bool:
