@@ -86,7 +86,7 @@ def build_experiment(run_dir: Path | str, **kwargs) -> Experiment:
     scheduler = config.reference("schedulers", settings.scheduler)(
         optimizer, epochs=settings.epochs, mode="max" if data.task.higher_is_better else "min")
     return Experiment(model, data, sampler, settings, run_dir, optimizer=optimizer, scheduler=scheduler,
-                      config_text=config.operative_config(), **kwargs)
+                      config_text=config.operative_config(), config_source=config.source(), **kwargs)
 
 
 def load_run(run_dir: Path | str, bindings: list[str] | tuple[str, ...] = (), **kwargs) -> Experiment:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import gin
 
+from gnn1000 import reproducibility
 from gnn1000.errors import ConfigError
 
 MANIFEST = "repeats.json"
@@ -140,6 +141,8 @@ def _metrics(summary: dict) -> dict:
 
 def write_summary(run_dir: Path | str) -> dict:
     """RUN_DIR/summary.json from the repeats' summaries on disk: per-repeat values, mean and std."""
+    from gnn1000 import config as gin_config
+
     run_dir = Path(run_dir)
     manifest = json.loads((run_dir / MANIFEST).read_text())
     rows, first = [], None
@@ -154,9 +157,11 @@ def write_summary(run_dir: Path | str) -> dict:
     result = {
         "metric": first["metric"], "dataset": first.get("dataset_name", first.get("dataset")),
         "kind": manifest["kind"], "repeats": len(rows), "command": manifest["command"], "std": STD,
+        "num_parameters": first.get("num_parameters"),  # one config: every repeat has the same count
         "runs": rows,
         "mean": {k: statistics.fmean(r[k] for r in rows) for k in keys},
         "std_of": {k: statistics.stdev(r[k] for r in rows) if len(rows) > 1 else None for k in keys},
+        "environment": reproducibility.environment(gin_config.source() or run_dir / "config.gin"),
     }
     (run_dir / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
@@ -168,6 +173,24 @@ def headline(summary: dict) -> str:
     spread = f"{std:.4f}" if std is not None else "n/a"
     n, kind = summary["repeats"], summary["kind"]
     return f"final test {summary['metric']}: {mean:.4f} ± {spread} over {n} {kind if n > 1 else kind[:-1]}"
+
+
+def leaderboard(summary: dict) -> str:
+    """What OGB's leaderboard submission form asks for, from a repeated run's summary."""
+    env = summary.get("environment") or {}
+    m, mean, std = summary["metric"], summary["mean"], summary["std_of"]
+
+    def score(key: str) -> str:
+        return f"{mean[key]:.4f} ± {std[key]:.4f}" if std[key] is not None else f"{mean[key]:.4f}"
+
+    packages = ", ".join(f"{name} {version}" for name, version in (env.get("packages") or {}).items() if version)
+    params = summary.get("num_parameters")
+    fields = [(f"test {m}", score("test_at_best_valid")), (f"validation {m}", score("best_valid")),
+              ("#params", f"{params:,}" if params is not None else "unknown"),
+              ("hardware", reproducibility.hardware(env)),
+              ("packages", f"{packages}, python {env.get('python')}"), ("command", summary["command"])]
+    return "\n".join([f"for OGB's leaderboard form ({summary['repeats']} {summary['kind']}, test at the best "
+                      f"validation epoch):", *(f"  {label + ':':<22}{value}" for label, value in fields)])
 
 
 def cmd_train_repeats(args) -> int:
@@ -207,5 +230,7 @@ def cmd_train_repeats(args) -> int:
     labels = [label for label, _ in manifest["repeats"]]
     logger.info(f"run directory: {run_dir} ({manifest['kind']}: {', '.join(labels)})")
     summary = train_repeats(run_dir, manifest, progress=not args.no_progress)
+    if summary["kind"] == "seeds":
+        print(leaderboard(summary), flush=True)
     print(f"{headline(summary)} (test at the best validation epoch; results in {run_dir})", flush=True)
     return 0

@@ -33,6 +33,7 @@ class ExperimentConfig:
     patience: int | None = None  # stop after this many epochs without a better validation score
     ema_decay: float | None = None  # score and keep an exponential moving average of the weights (per step)
     loggers: list[str] = field(default_factory=list)  # registered loggers besides metrics.jsonl, e.g. ['tensorboard', 'csv']
+    deterministic: bool = False  # torch.use_deterministic_algorithms while training (docs/experiments.md: its cost)
 
     def __post_init__(self):
         check_positive_ints("experiment", epochs=self.epochs, batch_size=self.batch_size)
@@ -50,6 +51,8 @@ class ExperimentConfig:
             raise ConfigError(f"experiment.loggers={self.loggers!r} must be a list of registered logger "
                               f"names, e.g. ['tensorboard', 'csv'] (gnn1000 list loggers).")
         self.loggers = list(self.loggers)  # as summary.json writes it
+        if not isinstance(self.deterministic, bool):
+            raise ConfigError(f"experiment.deterministic={self.deterministic!r} must be True or False.")
         check_number("experiment", "seed", self.seed, low=0, high=2**32 - 1, integer=True)  # numpy's range
         for option in ("dataset", "architecture", "sampler", "device", "optimizer", "scheduler"):
             if not isinstance(getattr(self, option), str) and not callable(getattr(self, option)):
