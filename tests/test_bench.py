@@ -58,3 +58,16 @@ def test_memory_measures_each_point_in_its_own_process(capsys, tmp_path):
 def test_unknown_model_is_a_clear_error(capsys):
     assert cli.main(["bench", "speed", "--models", "resnet"]) == 2
     assert "choose from" in capsys.readouterr().err
+
+
+def test_every_bench_option_has_help_text():
+    import argparse
+    import importlib
+
+    from gnn1000 import bench
+
+    for name in bench.available():
+        parser = importlib.import_module(f"gnn1000.bench.{name}").build_parser()
+        silent = [a.option_strings or a.dest for a in parser._actions
+                  if not a.help and not isinstance(a, argparse._HelpAction)]
+        assert not silent, f"gnn1000 bench {name}: options without help: {silent}"
