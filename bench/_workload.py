@@ -24,6 +24,15 @@ from gnn1000.plugins.architectures.revgnn import RevGNN, check_groups
 IN_CHANNELS, EDGE_DIM, OUT_CHANNELS = 8, 8, 112  # ogbn-proteins' sizes
 
 
+def add_workload_options(parser) -> None:
+    """The random graph and model width every point is measured on (``gnn1000 bench memory|speed``)."""
+    parser.add_argument("--nodes", type=int, default=Workload.nodes, help="nodes of the random graph")
+    parser.add_argument("--edges", type=int, default=Workload.edges, help="edges of the random graph")
+    parser.add_argument("--channels", type=int, default=Workload.channels, help="hidden channels of every model")
+    parser.add_argument("--groups", type=int, default=Workload.groups,
+                        help="channel groups of the reversible models (must divide --channels)")
+
+
 @dataclass
 class Workload:
     nodes: int = 2000

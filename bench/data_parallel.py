@@ -27,8 +27,10 @@ CASES = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gnn1000 bench data_parallel", description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES),
+                        help="which jobs to time: 'graph' (graph-level) and/or 'node' (node-level)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="N: Ray Train workers, and the threads of the same-cores baseline")
     parser.add_argument("--epochs", type=int, default=4, help="the first is left out of the median")
     parser.add_argument("--bind", action="append", default=[], help="a gin binding for every case (repeatable)")
     return parser

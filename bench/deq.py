@@ -271,17 +271,22 @@ def print_memory(rows: list[dict]) -> None:
             for m in modes))
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gnn1000 bench deq", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=2000, help="graph size for the torchdeq comparison")
-    parser.add_argument("--channels", type=int, default=64)
-    parser.add_argument("--tol", type=float, default=1e-4)
-    parser.add_argument("--max-iter", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--channels", type=int, default=64, help="hidden channels of the DEQ block")
+    parser.add_argument("--tol", type=float, default=1e-4,
+                        help="tolerance of the forward and backward solves (relative residual)")
+    parser.add_argument("--max-iter", type=int, default=100, help="iteration limit of each solve")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions, alternating with torchdeq; the median is shown")
     parser.add_argument("--memory-nodes", type=int, default=10000, help="graph size for the memory table")
-    parser.add_argument("--skip-memory", action="store_true")
-    args = parser.parse_args(argv)
+    parser.add_argument("--skip-memory", action="store_true", help="only the torchdeq comparison, no memory table")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     print_comparison(compare_with_torchdeq(args.nodes, args.channels, tol=args.tol, max_iter=args.max_iter,
                                            repeats=args.repeats))
     if not args.skip_memory:

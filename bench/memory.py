@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 from gnn1000.extras import require
-from gnn1000.bench._workload import BASELINE, LAYERED, MODELS, Workload, check_models, check_precision
+from gnn1000.bench._workload import (BASELINE, LAYERED, MODELS, Workload, add_workload_options, check_models,
+                                     check_precision)
 
 DEFAULT_DEPTHS = (8, 64, 256, 1001)
 REFERENCE = "revgnn"
@@ -253,12 +254,10 @@ def _save(fig, ax, path: Path, title: str, ylabel: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gnn1000 bench memory", description=__doc__.split("\n")[0])
-    parser.add_argument("--depths", type=int, nargs="+", default=list(DEFAULT_DEPTHS))
+    parser.add_argument("--depths", type=int, nargs="+", default=list(DEFAULT_DEPTHS),
+                        help="numbers of layers to measure, each model at each depth")
     parser.add_argument("--models", nargs="+", default=LAYERED, help=f"from {', '.join(MODELS)}")
-    parser.add_argument("--nodes", type=int, default=Workload.nodes)
-    parser.add_argument("--edges", type=int, default=Workload.edges)
-    parser.add_argument("--channels", type=int, default=Workload.channels)
-    parser.add_argument("--groups", type=int, default=Workload.groups)
+    add_workload_options(parser)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of each point")
     parser.add_argument("--precisions", nargs="+", default=["32"], help="from 32, bf16, 16 (autocast)")

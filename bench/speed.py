@@ -15,7 +15,8 @@ from pathlib import Path
 
 from dataclasses import replace
 
-from gnn1000.bench._workload import BASELINE, LAYERED, MODELS, Trainer, Workload, check_models, check_precision
+from gnn1000.bench._workload import (BASELINE, LAYERED, MODELS, Trainer, Workload, add_workload_options,
+                                     check_models, check_precision)
 
 
 def _sync(device) -> None:
@@ -85,15 +86,13 @@ def table(times: dict[str, dict[str, list[float]]], layers: int) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gnn1000 bench speed", description=__doc__.split("\n")[0])
-    parser.add_argument("--layers", type=int, nargs="+", default=[16])
+    parser.add_argument("--layers", type=int, nargs="+", default=[16], help="numbers of layers to time")
     parser.add_argument("--models", nargs="+", default=LAYERED, help=f"from {', '.join(MODELS)}")
-    parser.add_argument("--nodes", type=int, default=Workload.nodes)
-    parser.add_argument("--edges", type=int, default=Workload.edges)
-    parser.add_argument("--channels", type=int, default=Workload.channels)
-    parser.add_argument("--groups", type=int, default=Workload.groups)
+    add_workload_options(parser)
     parser.add_argument("--precisions", nargs="+", default=["32"], help="from 32, bf16, 16 (autocast)")
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=10,
+                        help="timed rounds; each steps every model once, starting from a different model")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first (allocator, caches)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (CPU)")
     parser.add_argument("--json", type=Path, help="also write the step times here")

@@ -11,11 +11,15 @@ on first use, so ``import gnn1000`` (and the CLI's start) stays light.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 import os
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+try:  # pyproject.toml holds the version; the installed distribution's metadata reports it
+    __version__ = importlib.metadata.version("gnn1000")
+except importlib.metadata.PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 # pyproject's package-dir maps registry/, plugins/, tune/, bench/ and configs/ of a checkout into this
 # package; an install (and an editable one's finder) puts them in reach. Run from a checkout's root

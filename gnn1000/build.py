@@ -83,7 +83,7 @@ def build_experiment(run_dir: Path | str, **kwargs) -> Experiment:
     optimizer = make_optimizer(config.reference("optimizers", settings.optimizer), model, settings)
     scheduler = make_scheduler(config.reference("schedulers", settings.scheduler), optimizer, settings, data.task)
     return Experiment(model, data, sampler, settings, run_dir, optimizer=optimizer, scheduler=scheduler,
-                      config_text=config.operative_config(), **kwargs)
+                      config_text=config.operative_config(), config_source=config.source(), **kwargs)
 
 
 def load_run(run_dir: Path | str, bindings: list[str] | tuple[str, ...] = (), **kwargs) -> Experiment:

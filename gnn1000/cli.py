@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import warnings
 
 from gnn1000 import bench  # light: lists benchmark modules, imports none of them
 from gnn1000.errors import Gnn1000Error, paragraph
+from gnn1000.logs import cli_logging
+
+# Messages go to this logger; a command's result (the final scores, a table, a listing) is printed.
+log = logging.getLogger(__name__)
 
 
 def _quiet_third_party_warnings() -> None:
@@ -38,7 +43,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         loaded = gin_config.load(args.config or gin_config.DEFAULT_CONFIG, args.bind)
         run = (RunDir.for_new_run(args.run_dir, args.overwrite) if args.run_dir
                else RunDir.new(gin_config.run_name(loaded.name)))
-    print(f"run directory: {run.path}", flush=True)
+    log.info(f"run directory: {run.path}")
     if parallel:
         from gnn1000.tune.data_parallel import train_with_workers
 
@@ -48,8 +53,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         _print_summary(summary, run)
         return 0
     experiment = build_experiment(run.path, progress=not args.no_progress)
-    print(f"{experiment.cfg.architecture} on {experiment.data.name}: "
-          f"{experiment.num_parameters:,} parameters, device {experiment.device}", flush=True)
+    log.info(f"{experiment.cfg.architecture} on {experiment.data.name}: "
+             f"{experiment.num_parameters:,} parameters, device {experiment.device}")
+    log.debug(f"settings: {experiment.cfg}")
     try:
         summary = experiment.fit(resume=bool(args.resume))
     finally:
@@ -208,7 +214,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gnn1000 import __version__
+
     parser = argparse.ArgumentParser(prog="gnn1000", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = sub.add_parser("train", help="train a model from a gin config (default: the built-in job)")
@@ -279,7 +288,17 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("name", help=f"which benchmark: {', '.join(bench.available())}")
     benchmark.add_argument("args", nargs=argparse.REMAINDER, help="options of that benchmark")
     benchmark.set_defaults(func=cmd_bench)
+    for command in [parser, *sub.choices.values()]:  # 'gnn1000 -q train' and 'gnn1000 train -q' alike
+        _verbosity_options(command, default=0 if command is parser else argparse.SUPPRESS)
     return parser
+
+
+def _verbosity_options(parser: argparse.ArgumentParser, default) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="count", default=default,
+                       help="more messages (debugging detail)")
+    group.add_argument("-q", "--quiet", action="count", default=default,
+                       help="only warnings, errors and the command's result")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return args.func(args)
+        with cli_logging(args.verbose - args.quiet):
+            return args.func(args)
     except Gnn1000Error as exc:
         print(f"gnn1000 {args.command}: error: {paragraph(exc)}", file=sys.stderr)
         return 2

@@ -267,7 +267,18 @@ def load(config: str | Path | None = DEFAULT_CONFIG, bindings: list[str] | tuple
         raise ConfigError(f"Invalid gin config ({path or 'bindings'}): {_explain_gin_error(exc)}") from exc
     _check_macros([(_read_with_resolved_includes(path), str(path))] if path else [], bindings)
     name = _config_name(path) if path else "bindings"
+    global _SOURCE
+    _SOURCE = path
     return LoadedConfig(name=name, path=path, bindings=bindings)
+
+
+_SOURCE: Path | None = None
+
+
+def source() -> Path | None:
+    """The file the gin config loaded now came from (None: bindings only, or nothing loaded); the
+    environment record in summary.json names its git commit."""
+    return _SOURCE
 
 
 def _check_macros(texts: list[tuple[str, str]], bindings: list[str]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -22,7 +23,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 from torch_geometric.loader import DataLoader
 
-from gnn1000 import checkpoint, guard, memory, precision, recorded, resume
+from gnn1000 import checkpoint, guard, logs, memory, precision, recorded, reproducibility, resume
 from gnn1000.data import SPLITS, GraphTaskData, NodeTaskData, depth_ceiling
 from gnn1000.errors import ConfigError, Gnn1000Error
 from gnn1000.protocols import EpochAware, Sampler
@@ -30,6 +31,8 @@ from gnn1000.ranks import Ranks
 from gnn1000.registry import resolve
 from gnn1000.rundir import RunDir
 from gnn1000.settings import ExperimentConfig
+
+logger = logging.getLogger(__name__)
 
 
 def pick_device(name: str) -> torch.device:
@@ -193,6 +196,9 @@ class Experiment:
         scheduler: Default: the registered ``settings.scheduler``; stepped once per epoch.
         config_text: What ``config.gin`` records (the configuration layer passes the operative gin config);
             empty: what :mod:`gnn1000.recorded` reads back from the objects, so the CLI can rebuild the run.
+        log: Where the epoch lines go; default: the logger ``gnn1000.experiment`` at INFO (:mod:`gnn1000.logs`).
+        config_source: The config file the run came from; summary.json's ``environment`` records the git
+            commit of its repository (:mod:`gnn1000.reproducibility`).
         ranks: This process's place in a data-parallel run (:class:`~gnn1000.ranks.Ranks`, set up by
             ``gnn1000.tune.data_parallel``); default: the process group torch.distributed holds, if any.
             Every rank runs this loop on its share of each epoch's batches; only rank 0's run directory
@@ -206,13 +212,18 @@ class Experiment:
                  optimizer: torch.optim.Optimizer | None = None,
                  scheduler: LRScheduler | ReduceLROnPlateau | None = None, config_text: str = "",
                  progress: bool = True, on_epoch: Callable[[dict, Path], None] | None = None,
-                 log: Callable[[str], None] = tqdm.write, ranks: Ranks | None = None):
+                 log: Callable[[str], None] | None = None, ranks: Ranks | None = None,
+                 config_source: Path | str | None = None):
+        if log is None:  # the logger 'gnn1000.experiment' (gnn1000.logs: how to route or silence it)
+            logs.ensure_default_handler()
+            log = logger.info
         if not config_text:  # built in Python: config.gin records what was built, for the CLI
             settings, config_text = recorded.describe(model, data, sampler, settings, log)
         self.cfg = settings
         self.ranks = ranks if ranks is not None else Ranks.current()
         self.run = RunDir(Path(run_dir))
         self.config_text = config_text
+        self.config_source = config_source
         self.progress = progress
         self.on_epoch = on_epoch
         self.log = log
@@ -410,6 +421,11 @@ class Experiment:
 
     def fit(self, resume: bool = False) -> dict:
         """Train to ``epochs`` (continuing from the last checkpoint if ``resume``); return the summary."""
+        # log lines above the progress bars, not through them; the deterministic switch for this run only
+        with logs.tqdm_safe(), reproducibility.deterministic(self.cfg.deterministic, self.device):
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> dict:
         if resume:
             self._resume()
         else:
@@ -524,6 +540,7 @@ class Experiment:
             "stopped_at_epoch": self.epoch if self.stopped_early else None,
             "train_seconds": sum(r["seconds"] for r in history),
             "config": asdict(self.cfg),
+            "environment": reproducibility.environment(self.config_source),
         }
         ceiling = depth_ceiling(self.data, message_passing_depth(self.model))
         if ceiling is not None:  # the best test score a model of this depth (and a 3-layer one) can reach

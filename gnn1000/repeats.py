@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import shlex
 import statistics
 from dataclasses import dataclass
@@ -22,9 +23,11 @@ from pathlib import Path
 
 import gin
 
+from gnn1000 import reproducibility
 from gnn1000.errors import ConfigError
 
 MANIFEST = "repeats.json"
+logger = logging.getLogger(__name__)
 STD = "sample standard deviation (ddof=1), as OGB's scripts report torch.std"
 
 
@@ -91,12 +94,13 @@ def _repeats(run_dir: Path, manifest: dict) -> list[Repeat]:
     return [Repeat(label, bindings, run_dir / label) for label, bindings in manifest["repeats"]]
 
 
-def train_repeats(run_dir: Path | str, manifest: dict, *, progress: bool = True, log=print) -> dict:
+def train_repeats(run_dir: Path | str, manifest: dict, *, progress: bool = True, log=None) -> dict:
     """Train every repeat not finished yet under the gin config already loaded; return the summary."""
     from gnn1000 import config as gin_config
     from gnn1000.build import build_experiment
     from gnn1000.rundir import RunDir
 
+    log = log or logger.info
     run_dir = Path(run_dir)
     parent = RunDir(run_dir)
     parent.lock()  # one repeated run at a time in this folder, as for a single run
@@ -137,6 +141,8 @@ def _metrics(summary: dict) -> dict:
 
 def write_summary(run_dir: Path | str) -> dict:
     """RUN_DIR/summary.json from the repeats' summaries on disk: per-repeat values, mean and std."""
+    from gnn1000 import config as gin_config
+
     run_dir = Path(run_dir)
     manifest = json.loads((run_dir / MANIFEST).read_text())
     rows, first = [], None
@@ -151,9 +157,11 @@ def write_summary(run_dir: Path | str) -> dict:
     result = {
         "metric": first["metric"], "dataset": first.get("dataset_name", first.get("dataset")),
         "kind": manifest["kind"], "repeats": len(rows), "command": manifest["command"], "std": STD,
+        "num_parameters": first.get("num_parameters"),  # one config: every repeat has the same count
         "runs": rows,
         "mean": {k: statistics.fmean(r[k] for r in rows) for k in keys},
         "std_of": {k: statistics.stdev(r[k] for r in rows) if len(rows) > 1 else None for k in keys},
+        "environment": reproducibility.environment(gin_config.source() or run_dir / "config.gin"),
     }
     (run_dir / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
@@ -165,6 +173,24 @@ def headline(summary: dict) -> str:
     spread = f"{std:.4f}" if std is not None else "n/a"
     n, kind = summary["repeats"], summary["kind"]
     return f"final test {summary['metric']}: {mean:.4f} ± {spread} over {n} {kind if n > 1 else kind[:-1]}"
+
+
+def leaderboard(summary: dict) -> str:
+    """What OGB's leaderboard submission form asks for, from a repeated run's summary."""
+    env = summary.get("environment") or {}
+    m, mean, std = summary["metric"], summary["mean"], summary["std_of"]
+
+    def score(key: str) -> str:
+        return f"{mean[key]:.4f} ± {std[key]:.4f}" if std[key] is not None else f"{mean[key]:.4f}"
+
+    packages = ", ".join(f"{name} {version}" for name, version in (env.get("packages") or {}).items() if version)
+    params = summary.get("num_parameters")
+    fields = [(f"test {m}", score("test_at_best_valid")), (f"validation {m}", score("best_valid")),
+              ("#params", f"{params:,}" if params is not None else "unknown"),
+              ("hardware", reproducibility.hardware(env)),
+              ("packages", f"{packages}, python {env.get('python')}"), ("command", summary["command"])]
+    return "\n".join([f"for OGB's leaderboard form ({summary['repeats']} {summary['kind']}, test at the best "
+                      f"validation epoch):", *(f"  {label + ':':<22}{value}" for label, value in fields)])
 
 
 def cmd_train_repeats(args) -> int:
@@ -202,7 +228,9 @@ def cmd_train_repeats(args) -> int:
         run_dir = run.path
         manifest = {"kind": kind, "repeats": repeats, "command": shlex.join(["gnn1000", *args.argv])}
     labels = [label for label, _ in manifest["repeats"]]
-    print(f"run directory: {run_dir} ({manifest['kind']}: {', '.join(labels)})", flush=True)
+    logger.info(f"run directory: {run_dir} ({manifest['kind']}: {', '.join(labels)})")
     summary = train_repeats(run_dir, manifest, progress=not args.no_progress)
+    if summary["kind"] == "seeds":
+        print(leaderboard(summary), flush=True)
     print(f"{headline(summary)} (test at the best validation epoch; results in {run_dir})", flush=True)
     return 0

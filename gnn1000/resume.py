@@ -21,7 +21,7 @@ EVALUATION = (
 )
 MUTABLE = (
     "experiment.epochs", "experiment.lr", "experiment.weight_decay", "experiment.grad_clip",
-    "experiment.patience", "experiment.loggers",
+    "experiment.patience", "experiment.loggers", "experiment.deterministic",
     *EVALUATION,
 )
 

@@ -1,15 +1,16 @@
 """A run directory belongs to one run: its files, the lock held while it runs, and its records.
 
 One process at a time trains in a run directory (``fcntl.flock`` on ``.lock``: the kernel drops the
-lock when the holder dies, so a killed run never leaves a stale lock). A new run never lands on an
+lock when the holder dies, so a killed run never leaves a stale lock; where there is no fcntl, as on
+Windows, ``filelock``'s OS lock does the same without naming the holder). A new run never lands on an
 existing one: ``--overwrite`` moves the old run aside. ``metrics.jsonl`` is rebuilt on resume from
 the history the last checkpoint carries, so a kill between checkpoint and record loses nothing.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
+import logging
 import os
 import warnings
 from datetime import datetime
@@ -17,8 +18,13 @@ from pathlib import Path
 
 from gnn1000.errors import ConfigError, RunDirError
 
+try:
+    import fcntl
+except ImportError:  # Windows: RunDir.lock falls back to filelock, so the CLI still imports and runs
+    fcntl = None
+
 # Paths this process holds the lock of: flock locks conflict between two descriptors of one process.
-_HELD: dict[Path, int] = {}
+_HELD: dict[Path, object] = {}  # a descriptor (flock) or a filelock.FileLock
 RUN_FILES = ("config.gin", "metrics.jsonl", "summary.json", "checkpoints")
 
 
@@ -81,7 +87,7 @@ class RunDir:
                 aside = aside.with_name(f"{run.path.name}.old-{datetime.now():%Y%m%d-%H%M%S}-{n}")
             run.release()
             run.path.rename(aside)
-            print(f"--overwrite: moved the old run in {run.path} to {aside}", flush=True)
+            logging.getLogger(__name__).info(f"--overwrite: moved the old run in {run.path} to {aside}")
         return run
 
     def holds_a_run(self) -> bool:
@@ -101,6 +107,9 @@ class RunDir:
         if key in _HELD:
             return
         self.path.mkdir(parents=True, exist_ok=True)
+        if fcntl is None:
+            _HELD[key] = self._lock_without_flock()
+            return
         fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -114,10 +123,25 @@ class RunDir:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         _HELD[key] = fd
 
+    def _lock_without_flock(self):
+        """filelock's OS lock on the same file; its holder cannot be read while it holds the file."""
+        import filelock
+
+        held = filelock.FileLock(self.lock_file)
+        try:
+            held.acquire(timeout=0)
+        except filelock.Timeout:
+            raise RunDirError(f"{self.path} is in use by another gnn1000 process, which holds {self.lock_file}. "
+                              f"Wait for it to finish, stop it, or choose another run directory; two runs "
+                              f"in one folder would mix their records.") from None
+        return held
+
     def release(self) -> None:
-        fd = _HELD.pop(self.path.resolve(), None)
-        if fd is not None:
-            os.close(fd)  # closing the descriptor drops the flock
+        held = _HELD.pop(self.path.resolve(), None)
+        if isinstance(held, int):
+            os.close(held)  # closing the descriptor drops the flock
+        elif held is not None:
+            held.release()
 
     def claim(self) -> None:
         """Lock for a new run and check, under the lock, that no other run got here first."""

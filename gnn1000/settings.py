@@ -36,6 +36,7 @@ class ExperimentConfig:
     # after training, one training step of each of these models (e.g. ['resgnn']) at the run's depth and
     # width, and of the run's own, each in a fresh process: gnn1000 train's memory comparison
     compare_step_memory: list[str] = field(default_factory=list)
+    deterministic: bool = False  # torch.use_deterministic_algorithms while training (docs/experiments.md: its cost)
 
     def __post_init__(self):
         check_positive_ints("experiment", epochs=self.epochs, batch_size=self.batch_size)
@@ -59,6 +60,8 @@ class ExperimentConfig:
             raise ConfigError(f"experiment.compare_step_memory={self.compare_step_memory!r} must be a list of "
                               f"models among {', '.join(VARIANTS)}, e.g. ['resgnn'].")
         self.compare_step_memory = list(self.compare_step_memory)
+        if not isinstance(self.deterministic, bool):
+            raise ConfigError(f"experiment.deterministic={self.deterministic!r} must be True or False.")
         check_number("experiment", "seed", self.seed, low=0, high=2**32 - 1, integer=True)  # numpy's range
         for option in ("dataset", "architecture", "sampler", "device", "optimizer", "scheduler"):
             if not isinstance(getattr(self, option), str) and not callable(getattr(self, option)):

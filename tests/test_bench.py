@@ -173,3 +173,16 @@ def test_a_run_compares_its_step_memory_with_a_resgnn_of_the_same_depth(capsys, 
     assert set(comparison["models"]) == {"revgnn", "resgnn"}
     assert all(r["step_memory_mb"] >= 0 and r["parameters"] > 0 for r in comparison["models"].values())
     assert "one training step, each in a fresh process" in printed and "the memory of revgnn at 3 layers" in printed
+
+
+def test_every_bench_option_has_help_text():
+    import argparse
+    import importlib
+
+    from gnn1000 import bench
+
+    for name in bench.available():
+        parser = importlib.import_module(f"gnn1000.bench.{name}").build_parser()
+        silent = [a.option_strings or a.dest for a in parser._actions
+                  if not a.help and not isinstance(a, argparse._HelpAction)]
+        assert not silent, f"gnn1000 bench {name}: options without help: {silent}"

@@ -26,3 +26,14 @@ def test_evaluate_scores_the_best_model_as_training_did(tmp_path, tiny, capsys):
     best = json.loads((tmp_path / "summary.json").read_text())["best"]
     for split in ("train", "valid", "test"):
         assert abs(scores[f"{split}_rocauc"] - best[f"{split}_rocauc"]) < 1e-9
+
+
+def test_version_comes_from_the_installed_distribution():
+    from importlib.metadata import version
+
+    import gnn1000
+
+    assert gnn1000.__version__ == version("gnn1000")
+    result = run_gnn1000(["--version"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"gnn1000 {version('gnn1000')}"

@@ -129,6 +129,28 @@ def test_a_second_process_cannot_train_in_a_locked_run_directory(tmp_path):
     assert cli_main(["train", "--run-dir", str(run.path), "--no-progress", *bind_args(TINY)]) == 0
 
 
+def test_without_fcntl_the_lock_falls_back_to_filelock_and_still_excludes(tmp_path, monkeypatch):
+    """Where fcntl is missing (Windows) the import works and the lock still holds a second process out."""
+    from gnn1000 import rundir
+    from gnn1000.errors import RunDirError
+
+    run = RunDir(tmp_path / "run")
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import time; import gnn1000.rundir as r; r.fcntl = None; "
+                               f"r.RunDir({str(run.path)!r}).lock(); print('locked', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    monkeypatch.setattr(rundir, "fcntl", None)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunDirError, match="in use by another gnn1000 process"):
+            run.lock()
+    finally:
+        holder.kill()
+        holder.wait()
+    run.lock()  # the holder died: no stale lock
+    run.release()
+
+
 def test_overwrite_moves_the_old_run_aside(tmp_path, tiny, one_thread):
     run = tmp_path / "run"
     assert cli_main(["train", "--run-dir", str(run), "--no-progress", *bind_args(tiny)]) == 0

@@ -151,6 +151,7 @@ def _user_error(exc: BaseException) -> BaseException:
     """A worker's own gnn1000 error (a bad setting, the NaN stop), not Ray's wrapping of it."""
     for failure in getattr(exc, "worker_failures", {}).values():
         cause = getattr(failure, "cause", failure)
+        cause = getattr(cause, "_base_exc", cause)  # Ray 2.51 wraps it in UserExceptionWithTraceback; 2.60 does not
         if isinstance(cause, Gnn1000Error):
             return cause
     return exc
