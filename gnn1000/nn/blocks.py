@@ -16,9 +16,14 @@ from gnn1000.nn.resolver import ModuleSpec, build_norm, build_operator, reset
 READOUTS = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}
 
 
-def check_dropout(dropout: float) -> float:
+def check_dropout(dropout: float, name: str = "dropout", owner: str = "") -> float:
+    """``dropout`` as a float in [0, 1); the error names the option (``owner.name``) and the value."""
+    key = f"{owner}.{name}" if owner else name
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+        hint = " (write it without quotes in gin)" if isinstance(dropout, str) else ""
+        raise ConfigError(f"{key}={dropout!r} is not a number; it must be a number in [0, 1){hint}.")
     if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"dropout={dropout} is out of range; it must be in [0, 1).")
+        raise ConfigError(f"{key}={dropout} is out of range; it must be in [0, 1).")
     return float(dropout)
 
 
