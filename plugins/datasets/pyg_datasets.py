@@ -7,7 +7,7 @@ import torch
 from torch_geometric.transforms import Constant, NormalizeFeatures
 
 from gnn1000.data import GraphTaskData, NodeTaskData, random_split
-from gnn1000.dataroot import data_root, load_or_rebuild, missing_dataset, writable_root
+from gnn1000.dataroot import data_root, load_or_rebuild, missing_dataset, weights_only_loads, writable_root
 from gnn1000.errors import ConfigError
 from gnn1000.registry import register
 from gnn1000.task import Task
@@ -23,7 +23,8 @@ def _open(loader, family: str, folder: str, expected: list[str], **kwargs):
     if on_disk:
         return load_or_rebuild(kwargs["name"], lambda: loader(str(root), **kwargs), root / folder, expected)
     try:
-        return loader(str(root), **kwargs)
+        with weights_only_loads():  # a processed file that appeared meanwhile is never unpickled
+            return loader(str(root), **kwargs)
     except Exception as exc:  # PyG passes on whatever urllib or fsspec raise
         raise missing_dataset(kwargs["name"], family, folder, expected, exc) from exc
 
