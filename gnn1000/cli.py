@@ -98,11 +98,21 @@ def _trained(args: argparse.Namespace):
     run = RunDir.existing(args.run_dir)
     resume.check_evaluation_bindings(run.config.read_text(errors="replace"), args.bind, str(run.config),
                                      f"gnn1000 {args.command}")
+    from gnn1000 import checkpoint, guard
+
     experiment = load_run(run.path, args.bind, progress=False)
-    path = experiment.run.best if args.checkpoint == "best" else experiment.run.last
+    path = (checkpoint.best_weights(experiment.run.best, experiment.run.last) if args.checkpoint == "best"
+            else experiment.run.last)
     if not path.is_file():
         raise Gnn1000Error(f"{args.run_dir} has no {args.checkpoint} checkpoint ({path}); train it first.")
     experiment.load_weights(path)
+    bad = guard.nonfinite_parameter(experiment.evaluated)
+    if bad is not None:  # its scores or predictions would be NaN: nothing is computed or written
+        raise Gnn1000Error(
+            f"{path} holds non-finite weights ({bad!r} has NaN or Inf), so its scores and predictions would "
+            f"be meaningless; nothing was written. Use another checkpoint ('--checkpoint last', or "
+            f"{checkpoint.previous(experiment.run.last).name}), or continue training from a finite one with "
+            f"'gnn1000 train --resume {run.path}' and a lower experiment.lr.")
     return experiment
 
 
@@ -121,6 +131,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if out.suffix not in predictions.FORMATS:  # before the model runs
         raise Gnn1000Error(f"--out {out}: predictions go to a .csv or .parquet file (chosen by extension).")
     logits = experiment.predict()
+    if not bool(logits.isfinite().all()):
+        raise Gnn1000Error(f"The model's outputs are not finite (finite weights, overflowing activations), "
+                           f"so no predictions were written to {out}. Try --bind \"experiment.precision = "
+                           f"'32'\" or another checkpoint (--checkpoint last).")
     frame = predictions.table(logits, experiment.data)
     predictions.write(frame, out)
     print(f"{len(frame):,} predictions ({', '.join(f'{s}: {n:,}' for s, n in frame['split'].value_counts().items())}) "
@@ -250,14 +264,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _refuse_empty(args: argparse.Namespace) -> None:
+    """An empty string is not 'not given': '' as a config, folder or file would otherwise start the
+    default job, write under runs/ or into the run directory."""
+    for name in ("config", "run_dir", "resume", "out", "storage", "address", "search"):
+        if getattr(args, name, None) == "":
+            option = {"config": "CONFIG", "search": "SEARCH", "run_dir": "--run-dir" if args.command == "train"
+                      else "RUN_DIR"}.get(name, f"--{name.replace('_', '-')}")
+            raise Gnn1000Error(f"{option} is an empty string; give a path (or leave the option out for its "
+                               f"default).")
+    for name in ("run_dirs",):
+        if "" in (getattr(args, name, None) or []):
+            raise Gnn1000Error("RUN_DIR is an empty string; give the path of a run directory.")
+
+
 def main(argv: list[str] | None = None) -> int:
     _quiet_third_party_warnings()
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        _refuse_empty(args)
         return args.func(args)
     except Gnn1000Error as exc:
         print(f"gnn1000 {args.command}: error: {paragraph(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the filesystem refused (no space, no permission): one paragraph, not a traceback
+        from gnn1000.safefs import fs_error_paragraph
+
+        print(f"gnn1000 {args.command}: error: {fs_error_paragraph(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; a run continues with 'gnn1000 train --resume RUN_DIR'", file=sys.stderr)

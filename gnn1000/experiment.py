@@ -22,7 +22,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 from torch_geometric.loader import DataLoader
 
-from gnn1000 import checkpoint, guard, memory, precision, resume
+from gnn1000 import checkpoint, guard, memory, precision, resume, safefs
 from gnn1000.data import SPLITS, GraphTaskData, NodeTaskData
 from gnn1000.errors import ConfigError, Gnn1000Error
 from gnn1000.protocols import EpochAware, Sampler
@@ -364,9 +364,9 @@ class Experiment:
 
     def restore(self, state: dict) -> None:
         """Continue from a checkpoint's state (loaded on the CPU: RNG states must stay there)."""
-        self.model.load_state_dict(state["model"])
+        checkpoint.load_model(self.model, state["model"], self.run.last)
         if self.averaged is not None:
-            self.averaged.load_state_dict(state["averaged"])
+            checkpoint.load_model(self.averaged, state["averaged"], self.run.last)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -382,15 +382,13 @@ class Experiment:
         weights and, with ``ema_decay``, their average, which evaluation scores."""
         state = checkpoint.load(path, map_location=self.device)
         if self.averaged is not None and state.get("averaged") is not None:
-            self.averaged.load_state_dict(state["averaged"])
+            checkpoint.load_model(self.averaged, state["averaged"], path)
         else:
-            self.evaluated.load_state_dict(state["model"])
+            checkpoint.load_model(self.evaluated, state["model"], path)
 
     def write_config(self) -> None:
-        self.run.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.run.config.with_name(".config.gin.tmp")
-        tmp.write_text(resume.config_header(self.run.read_resumes()) + self.config_text)
-        tmp.replace(self.run.config)
+        safefs.write_atomic(self.run.config,
+                            (resume.config_header(self.run.read_resumes()) + self.config_text).encode())
 
     def fit(self, resume: bool = False) -> dict:
         """Train to ``epochs`` (continuing from the last checkpoint if ``resume``); return the summary."""
@@ -510,7 +508,7 @@ class Experiment:
             "config": asdict(self.cfg),
         }
         # default=repr: resolve() lets a config hold a class or factory instead of a registry name
-        self.run.summary.write_text(json.dumps(summary, indent=2, default=repr) + "\n")
+        safefs.write_atomic(self.run.summary, (json.dumps(summary, indent=2, default=repr) + "\n").encode())
         return summary
 
 

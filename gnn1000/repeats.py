@@ -22,6 +22,7 @@ from pathlib import Path
 
 import gin
 
+from gnn1000 import safefs
 from gnn1000.errors import ConfigError
 
 MANIFEST = "repeats.json"
@@ -102,9 +103,9 @@ def train_repeats(run_dir: Path | str, manifest: dict, *, progress: bool = True,
     parent.lock()  # one repeated run at a time in this folder, as for a single run
     try:
         base = gin.config_str()  # every repeat's shared bindings as they are now (a resume may change some)
-        (run_dir / "config.gin").write_text(base)
+        safefs.write_atomic(run_dir / "config.gin", base.encode())  # never through a planted link
         if not (run_dir / MANIFEST).is_file():
-            (run_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+            safefs.write_atomic(run_dir / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
         for repeat in _repeats(run_dir, manifest):
             gin.clear_config()
             gin.parse_config([base, *repeat.bindings])
@@ -155,7 +156,7 @@ def write_summary(run_dir: Path | str) -> dict:
         "mean": {k: statistics.fmean(r[k] for r in rows) for k in keys},
         "std_of": {k: statistics.stdev(r[k] for r in rows) if len(rows) > 1 else None for k in keys},
     }
-    (run_dir / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
+    safefs.write_atomic(run_dir / "summary.json", (json.dumps(result, indent=2) + "\n").encode())
     return result
 
 

@@ -15,11 +15,14 @@ import warnings
 from datetime import datetime
 from pathlib import Path
 
+from gnn1000 import safefs
 from gnn1000.errors import ConfigError, RunDirError
 
 # Paths this process holds the lock of: flock locks conflict between two descriptors of one process.
 _HELD: dict[Path, int] = {}
 RUN_FILES = ("config.gin", "metrics.jsonl", "summary.json", "checkpoints")
+# Other files gnn1000 writes in a run directory.
+OWN_FILES = (".lock", "resumes.jsonl", "predictions.csv", "predictions.parquet", "curves.png")
 
 
 class RunDir:
@@ -44,15 +47,40 @@ class RunDir:
             name = f"{config_name.replace('/', '-')}-{stamp}-{n}"
         return cls(base / name)
 
+    @staticmethod
+    def _followed(path: Path | str, option: str) -> Path:
+        """A run directory given as a symlink to a folder is its target; a dangling link is refused."""
+        path = Path(path)
+        if path.is_symlink():
+            if not path.exists():
+                raise ConfigError(f"{option} {str(path)!r} is a symbolic link to {os.readlink(path)}, which does "
+                                  f"not exist; point it at an existing folder or give a plain path.")
+            return path.resolve()
+        return path
+
+    def refuse_links(self) -> None:
+        """No file gnn1000 reads or writes in the run is a symlink: a planted one could make it overwrite
+        a file outside the run or adopt another run's checkpoint. One paragraph names the first."""
+        names = [self.path / name for name in (*RUN_FILES, *OWN_FILES)]
+        folder = self.path / "checkpoints"
+        if folder.is_dir() and not folder.is_symlink():
+            names += sorted(folder.iterdir())
+        names += [p for p in (sorted(self.path.glob(".*")) if self.path.is_dir() else [])]
+        for name in names:
+            safefs.refuse_symlink(name, f"in the run directory {self.path}")
+
     @classmethod
     def existing(cls, path: Path | str) -> RunDir:
         """A run to resume or evaluate: a folder with a config.gin that holds settings."""
-        run = cls(Path(path))
+        if str(path) == "":
+            raise ConfigError("The run directory is an empty string; give the path of a run directory.")
+        run = cls(cls._followed(path, "The run directory"))
         if not run.path.is_dir():
             what = "is a file, not a run directory" if run.path.exists() else "does not exist"
             raise ConfigError(f"Run directory {str(path)!r} {what}.")
         if not run.config.is_file():
             raise ConfigError(f"{str(path)!r} is not a gnn1000 run directory: it has no config.gin.")
+        run.refuse_links()
         text = run.config.read_bytes()
         if not any(line.strip() and not line.lstrip().startswith(b"#") for line in text.splitlines()):
             raise ConfigError(f"{run.config} is empty: it should hold the run's operative gin config, "
@@ -63,7 +91,10 @@ class RunDir:
     @classmethod
     def for_new_run(cls, path: Path | str, overwrite: bool = False) -> RunDir:
         """``--run-dir``: a folder that holds no run yet; with ``overwrite`` an old run is moved aside."""
-        run = cls(Path(path))
+        if str(path) == "":
+            raise ConfigError("--run-dir is an empty string; give a folder path, or leave --run-dir out "
+                              "for runs/<config>-<timestamp>.")
+        run = cls(cls._followed(path, "--run-dir"))
         if run.path.exists() and not run.path.is_dir():
             raise ConfigError(f"--run-dir {str(path)!r} is an existing file, not a folder; "
                               f"choose a folder path (it is created if missing).")
@@ -100,8 +131,15 @@ class RunDir:
         key = self.path.resolve()
         if key in _HELD:
             return
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise safefs.failure(exc, "create the run directory", self.path) from None
+        self.refuse_links()
+        try:
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | safefs.NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise safefs.failure(exc, "open the lock file", self.lock_file) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -150,7 +188,10 @@ class RunDir:
         records = []
         for i, line in enumerate(lines):
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
+                if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+                    raise json.JSONDecodeError("not an epoch record", line, 0)
+                records.append(record)
             except json.JSONDecodeError:
                 if i < len(lines) - 1:
                     raise ConfigError(f"{self.metrics} line {i + 1} is not JSON ({line[:60]!r}); only its "
@@ -163,13 +204,10 @@ class RunDir:
 
     def write_metrics(self, records: list[dict]) -> None:
         """Replace metrics.jsonl whole (temporary file and rename)."""
-        tmp = self.metrics.with_name(".metrics.jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-        os.replace(tmp, self.metrics)
+        safefs.write_atomic(self.metrics, "".join(json.dumps(r) + "\n" for r in records).encode())
 
     def append_metrics(self, record: dict) -> None:
-        with open(self.metrics, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        safefs.append_line(self.metrics, json.dumps(record) + "\n")
 
     def read_resumes(self) -> list[dict]:
         if not self.resumes.is_file():
@@ -177,5 +215,4 @@ class RunDir:
         return [json.loads(line) for line in self.resumes.read_text().splitlines() if line.strip()]
 
     def record_resume(self, entry: dict) -> None:
-        with open(self.resumes, "a") as f:
-            f.write(json.dumps(entry, default=repr) + "\n")
+        safefs.append_line(self.resumes, json.dumps(entry, default=repr) + "\n")
