@@ -442,6 +442,7 @@ class Experiment:
                               f"no epoch finished. Start it again with --overwrite.") from None
         resume.check_epochs(self.cfg.epochs, state["epoch"], self.run.path)
         self.restore(state)
+        self._reconcile_best()
         resume.apply_to_optimizer(self.optimizer, self.scheduler, self.cfg.lr, self.cfg.weight_decay)
         on_disk = self.run.read_metrics()  # warns about a torn last line before it is rewritten
         if not self.history:  # a checkpoint from before records travelled with it
@@ -468,12 +469,13 @@ class Experiment:
         self._step_scheduler(record)
         record["seconds"] = time.perf_counter() - start
         record["step_memory_mb"] = memory.used_mb(self.device, before)
-        if self._is_better(record):
+        better = self._is_better(record)
+        if better:
             self.best = record
-            checkpoint.save(self.run.best, {"epoch": self.epoch, "model": self.evaluated.state_dict()},
-                            keep_previous=False)
         self.history.append(record)
         checkpoint.save(self.run.last, self._state())  # the record is committed here...
+        if better:  # ...before best.pt: a kill between the two leaves a best.pt the resume rebuilds
+            self._save_best()
         self.run.append_metrics(record)  # ...and mirrored here; resume rebuilds it from the checkpoint
         for logger in self.loggers:
             logger.log(record)
@@ -483,6 +485,20 @@ class Experiment:
                  f"test {m} {record[f'test_{m}']:.4f} | {record['seconds']:.1f}s | "
                  f"{memory.LABEL[self.device.type]} {record['step_memory_mb']:.0f} MB")
         return record
+
+    def _save_best(self) -> None:
+        checkpoint.save(self.run.best, {"epoch": self.epoch, "model": self.evaluated.state_dict()},
+                        keep_previous=False)
+
+    def _reconcile_best(self) -> None:
+        """After a restore: when the records' best epoch is the restored one but best.pt is not from it
+        (a kill after last.pt, before best.pt), best.pt is rewritten from the restored weights."""
+        if self.best is None or self.best["epoch"] != self.epoch:
+            return
+        if checkpoint.recorded_epoch(self.run.best) != self.epoch:
+            self._save_best()
+            self.log(f"best.pt did not hold epoch {self.epoch}, the best one the records name; rewritten "
+                     f"from the checkpoint of that epoch")
 
     def _step_scheduler(self, record: dict) -> None:
         if isinstance(self.scheduler, ReduceLROnPlateau):
