@@ -8,6 +8,7 @@ order the run's randomness depends on, and hands the objects and the operative c
 from __future__ import annotations
 
 import inspect
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,10 @@ from gnn1000.experiment import Experiment, check_graph_sampler, pick_device
 from gnn1000.ranks import Ranks
 from gnn1000.rundir import RunDir
 from gnn1000.registry import gin_name
+
+class UnusedBindingWarning(UserWarning):
+    """A gin binding to a component the run never builds."""
+
 
 # What the configuration layer passes an architecture; every other parameter comes from gin.
 _SIZED_BY_DATA = ("in_channels", "out_channels", "edge_dim", "readout")
@@ -85,6 +90,13 @@ def build_experiment(run_dir: Path | str, **kwargs) -> Experiment:
         model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = config.reference("schedulers", settings.scheduler)(
         optimizer, epochs=settings.epochs, mode="max" if data.task.higher_is_better else "min")
+    unused = config.unused_bindings()
+    if unused:  # before training: a binding that changes nothing must not pass for one that does
+        built = (f"architecture {settings.architecture!r}, dataset {settings.dataset!r}, sampler "
+                 f"{settings.sampler!r}, optimizer {settings.optimizer!r}, scheduler {settings.scheduler!r}")
+        warnings.warn(f"These bindings have no effect: {', '.join(unused)}; this run builds {built}. "
+                      f"Bind the components it builds (e.g. '{gin_name(settings.architecture)}.num_layers') "
+                      f"or choose the component they configure.", UnusedBindingWarning, stacklevel=2)
     return Experiment(model, data, sampler, settings, run_dir, optimizer=optimizer, scheduler=scheduler,
                       config_text=config.operative_config(), **kwargs)
 

@@ -306,6 +306,24 @@ def operative_config() -> str:
     return gin.operative_config_str()
 
 
+# Built during training, not before it: a binding to them cannot be judged when the run starts.
+_BUILT_LATER = ("loggers.", "callbacks.")
+
+
+def unused_bindings() -> list[str]:
+    """``configurable.parameter`` of every binding whose configurable this process has not called:
+    another architecture's, a dataset or sampler the run does not use. A warning, not an error: a
+    shared fragment (default.gin, a paper config) binds more than one component on purpose."""
+    called = set(gin.config._OPERATIVE_CONFIG)  # gin has no public view of what it has called
+    unused = []
+    for (scope, selector), params in gin.config._CONFIG.items():
+        if (scope, selector) in called or selector.startswith(_BUILT_LATER):
+            continue
+        name = f"{scope + '/' if scope else ''}{selector.split('.')[-1]}"
+        unused += [f"{name}.{param}" for param in params]
+    return sorted(unused)
+
+
 def run_name(config_name: str) -> str:
     """A new run's folder name: the config's name, plus the dataset's own name when the dataset
     plugin takes one (``tu-MUTAG``)."""
