@@ -186,6 +186,28 @@ def check_sizes(name: str, in_channels: int, hidden_channels: int, out_channels:
                         out_channels=out_channels, num_layers=num_layers)
 
 
+# A lower bound on what one block costs beyond its weights: the modules' Python objects.
+_BLOCK_OVERHEAD_BYTES = 4096
+
+
+def check_depth_fits(name: str, num_layers: int, width: int, blocks_per_layer: int = 1) -> None:
+    """Refuse, before building anything, a stack whose blocks alone cannot fit in this machine's memory:
+    building 10^9 layers would otherwise grow memory for hours without a word. The estimate is a
+    lower bound (one width x width weight and the module objects per block)."""
+    import os
+
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    needed = num_layers * blocks_per_layer * (4 * width * width + _BLOCK_OVERHEAD_BYTES)
+    if needed > physical:
+        raise ConfigError(f"{name}.num_layers={num_layers:,} with blocks {width} channels wide needs at least "
+                          f"{needed / 2**30:,.1f} GiB for its blocks alone, more than this machine's "
+                          f"{physical / 2**30:,.1f} GiB of memory. Use fewer layers, or weight_tied=True "
+                          f"(one block's weights for every layer).")
+
+
 @contextmanager
 def preserved_buffers(module: torch.nn.Module) -> Iterator[None]:
     """Put every buffer back on exit (BatchNorm's running statistics, its batch counter).

@@ -8,8 +8,8 @@ from torch import Tensor
 from torch_geometric.nn import GATConv
 
 from gnn1000.errors import ConfigError, check_bools
-from gnn1000.nn.blocks import (LayerDropoutMasks, OutputHead, PreActBlock, check_dropout, check_sizes,
-                               drop_edges, shared_dropout_mask)
+from gnn1000.nn.blocks import (LayerDropoutMasks, OutputHead, PreActBlock, check_depth_fits, check_dropout,
+                               check_sizes, drop_edges, shared_dropout_mask)
 from gnn1000.nn.resolver import ModuleSpec
 from gnn1000.nn.reversible import GroupedCoupling, ReversibleStack
 from gnn1000.registry import register
@@ -95,6 +95,8 @@ class RevGNN(torch.nn.Module):
         check_sizes("revgnn", in_channels, hidden_channels, out_channels, num_layers)
         check_bools("revgnn", weight_tied=weight_tied, reversible=reversible)
         check_groups(hidden_channels, num_groups)
+        if not weight_tied:
+            check_depth_fits("revgnn", num_layers, hidden_channels // num_groups, num_groups)
         if stream_dtype not in self.STREAM_DTYPES:
             raise ConfigError(f"revgnn: stream_dtype={stream_dtype!r} is not supported; choose 'float64', "
                               f"'float32' or None (the model's dtype).")
