@@ -318,3 +318,142 @@ def test_binding_to_a_component_the_run_never_builds_warns_before_training(tmp_p
     with pytest.warns(UnusedBindingWarning, match=r"no effect: .*revgnn\.num_layers.*this run builds architecture 'resgnn'"):
         assert cli_main(["train", "--run-dir", str(tmp_path / "run"), "--no-progress", *bind_args(TINY),
                          "--bind", "revgnn.num_layers = 5", "--bind", "experiment.epochs = 1"]) == 0
+
+
+# -- a real full disk: a small tmpfs the test mounts itself ---------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB tmpfs at tmp_path/disk, unmounted afterwards; skipped where mounting is not allowed."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.getuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root and mount(8)")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"this machine does not allow mounting a tmpfs: {done.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_disk_full_mid_run_keeps_the_last_good_checkpoint_and_resumes_exactly(small_disk, finished_run, capsys, one_thread):
+    """Two epochs fit; the disk is then filled to half a checkpoint: epoch 3 stops with one paragraph,
+    epoch 2's checkpoint and records stay whole, and after space is freed the run resumes to exactly
+    the uninterrupted run's metrics."""
+    import json
+
+    run = small_disk / "run"
+    assert cli_main(["train", "--run-dir", str(run), "--no-progress", *bind_args(TINY),
+                     "--bind", "experiment.epochs = 2"]) == 0
+    size = (run / "checkpoints" / "last.pt").stat().st_size
+    filler = small_disk / "filler"
+    with open(filler, "wb") as f:  # everything but half a checkpoint (and room for the small records)
+        free = shutil.disk_usage(small_disk).free - (size // 2 + 4 * 4096)
+        f.write(b"\0" * max(free, 0))
+    kept = checksums(run / "checkpoints") | checksums(run / "metrics.jsonl")
+    capsys.readouterr()
+    code = cli_main(["train", "--resume", str(run), "--no-progress", "--bind", "experiment.epochs = 3"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    message = err[err.find("gnn1000 train: "):].strip()
+    assert "\n" not in message and "Traceback" not in message, err
+    assert "No space left on device" in message and "bytes)" in message, message
+    assert checksums(run / "checkpoints") | checksums(run / "metrics.jsonl") == kept
+    assert not list(run.rglob(".*.tmp"))
+    filler.unlink()
+    assert cli_main(["train", "--resume", str(run), "--no-progress", "--bind", "experiment.epochs = 3"]) == 0
+    resumed = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    uninterrupted = [json.loads(line) for line in (finished_run / "metrics.jsonl").read_text().splitlines()]
+    keys = ("epoch", "loss", "train_rocauc", "valid_rocauc", "test_rocauc", "lr")
+    assert [{k: r[k] for k in keys} for r in resumed] == [{k: r[k] for k in keys} for r in uninterrupted]
+
+
+# -- as an unprivileged user: the filesystem says no ----------------------------------------------------
+
+NOBODY = 65534
+
+
+class _AsNobody:
+    """This process with the effective user and group of nobody, for filesystem checks, and root again
+    after (the interpreter itself lives under /root here, unreachable by a new process as nobody)."""
+
+    def __enter__(self):
+        os.setegid(NOBODY)
+        os.seteuid(NOBODY)
+        return self
+
+    def __exit__(self, *exc):
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def _as_nobody(args: list[str], cwd: Path, capsys) -> tuple[int, str]:
+    import matplotlib.pyplot  # noqa: F401  imported while the library folders are readable
+    import gnn1000.plot, gnn1000.predictions, gnn1000.build  # noqa: F401, E401
+
+    here = os.getcwd()
+    capsys.readouterr()
+    os.chdir(cwd)
+    try:
+        with _AsNobody():
+            code = cli_main(args)
+    finally:
+        os.chdir(here)
+    return code, capsys.readouterr().err
+
+
+def _open_for_all(path: Path) -> None:
+    for p in [path, *path.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+@pytest.mark.parametrize("case", ["run-dir under a read-only folder", "runs/ in an unwritable cwd",
+                                  "predict into an unwritable run", "predict --out unwritable",
+                                  "resume with a foreign .lock", "plot --out unwritable"])
+def test_refused_by_the_filesystem_as_an_unprivileged_user(case, tmp_path, finished_run, capsys, one_thread):
+    if os.getuid() != 0:
+        pytest.skip("switching to an unprivileged user needs root (run as that user, these cases are the same)")
+    if not hasattr(os, "seteuid"):
+        pytest.skip("this platform cannot switch the effective user")
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="gnn1000-nobody-"))  # pytest's tmp_path is private to root
+    try:
+        base.chmod(0o755)
+        home = base / "home"
+        home.mkdir()
+        os.chown(home, NOBODY, NOBODY)
+        locked = base / "locked"  # root's, readable by all, writable by nobody else
+        locked.mkdir()
+        run = base / "run"
+        shutil.copytree(finished_run, run)
+        _open_for_all(base)
+        tiny = [*bind_args(TINY), "--bind", "experiment.epochs = 1", "--no-progress"]
+        args, cwd, says = {
+            "run-dir under a read-only folder": (["train", "--run-dir", str(locked / "new"), *tiny], home, "Could not create the run directory"),
+            "runs/ in an unwritable cwd": (["train", *tiny], locked, "Could not create the run directory runs/"),
+            "predict into an unwritable run": (["predict", str(run)], home, f"Could not write {run / 'predictions.csv'}"),
+            "predict --out unwritable": (["predict", str(run), "--out", str(locked / "p.csv")], home, f"Could not write {locked / 'p.csv'}"),
+            "resume with a foreign .lock": (["train", "--resume", str(run), "--no-progress"], home, "Could not open the lock file"),
+            "plot --out unwritable": (["plot", str(run), "--out", str(locked / "c.png")], home, f"Could not write {locked / 'c.png'}"),
+        }[case]
+        if case == "resume with a foreign .lock":  # the run is the user's, its lock file root's
+            for p in [run, *run.rglob("*")]:
+                os.chown(p, NOBODY, NOBODY)
+            (run / ".lock").write_text("")
+            os.chown(run / ".lock", 0, 0)
+        before = checksums(run) | checksums(locked)
+        code, err = _as_nobody(args, cwd, capsys)
+        message = err[err.find(f"gnn1000 {args[0]}: "):].strip()
+        assert code == 2, err
+        assert message.startswith(f"gnn1000 {args[0]}: error: ") and "\n" not in message, err
+        assert "Traceback" not in err
+        assert says in message and "Permission denied" in message, message
+        assert checksums(run) | checksums(locked) == before
+        assert not list(locked.iterdir()) and not (run / "predictions.csv").exists()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
