@@ -31,8 +31,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise Gnn1000Error("--resume RUN_DIR continues that run from its own config.gin; give no CONFIG, "
                                "--run-dir or --overwrite with it (bindings are allowed, e.g. more epochs).")
         run = RunDir.existing(args.resume)
+        gin_config.load(run.config, args.bind)  # first: a typo'd binding gets gin's "did you mean"
         resume.check_bindings(run.config.read_text(errors="replace"), args.bind, str(run.config))
-        gin_config.load(run.config, args.bind)
         run.lock()  # before the data is built: a run in progress here is reported at once
     else:
         loaded = gin_config.load(args.config or gin_config.DEFAULT_CONFIG, args.bind)
@@ -91,10 +91,11 @@ def _print_summary(summary: dict, run) -> None:
 
 def _trained(args: argparse.Namespace):
     """The run's experiment with its best or last weights, evaluation settings rebound by --bind."""
-    from gnn1000 import resume
+    from gnn1000 import repeats, resume
     from gnn1000.build import load_run
     from gnn1000.rundir import RunDir
 
+    repeats.refuse_parent(args.run_dir, f"gnn1000 {args.command}")
     run = RunDir.existing(args.run_dir)
     resume.check_evaluation_bindings(run.config.read_text(errors="replace"), args.bind, str(run.config),
                                      f"gnn1000 {args.command}")
@@ -148,7 +149,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from gnn1000 import repeats
     from gnn1000.plot import plot_runs
+
+    for run_dir in args.run_dirs:
+        repeats.refuse_parent(run_dir, "gnn1000 plot")
 
     out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "curves.png"
     print(f"training curves of {len(args.run_dirs)} run(s) written to {plot_runs(args.run_dirs, out)}")

@@ -79,6 +79,9 @@ def _resolve_include(target: str, including_file: Path) -> Path:
 def _read_with_resolved_includes(path: Path) -> str:
     try:
         text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"Config {path} cannot be read: {exc.strerror or exc}. Check its permissions, or "
+                          f"copy it somewhere you may read it.") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path} is not a gin config: it is not UTF-8 text (byte {exc.start} is "
                           f"{exc.object[exc.start:exc.start + 1]!r}). A config is a text file of "
@@ -165,8 +168,10 @@ class _RecordingDelegate(config_parser.ParserDelegate):
         return None
 
 
-def _selectors(text: str, source: str) -> list[str]:
-    """Every configurable a config text binds or references, following its includes."""
+def _selectors(text: str, source: str, chain: tuple[str, ...] = ()) -> list[str]:
+    """Every configurable a config text binds or references, following its includes (``chain``: the
+    files that included this one, so that a cycle is an error and not an endless recursion)."""
+    chain = (*chain, source)
     delegate = _RecordingDelegate()
     found = []
     try:
@@ -180,7 +185,10 @@ def _selectors(text: str, source: str) -> list[str]:
             found.append(st.selector)
         elif isinstance(st, config_parser.IncludeStatement) and st.filename.startswith(_RESOLVED):
             path = Path(st.filename.removeprefix(_RESOLVED))
-            found += _selectors(_read_with_resolved_includes(path), str(path))
+            if str(path) in chain:
+                cycle = " -> ".join([*chain[chain.index(str(path)):], str(path)])
+                raise ConfigError(f"{path} includes itself ({cycle}); remove the include that leads back to it.")
+            found += _selectors(_read_with_resolved_includes(path), str(path), chain)
     return found + delegate.references
 
 

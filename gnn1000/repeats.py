@@ -88,6 +88,16 @@ def is_repeated_run(path: Path | str) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
+def refuse_parent(path: Path | str, command: str) -> None:
+    """``evaluate``/``predict``/``plot`` score one model: a --seeds/--folds parent is pointed at its runs."""
+    if not is_repeated_run(path):
+        return
+    runs = sorted(p.name for p in Path(path).iterdir() if p.is_dir() and (p / "config.gin").is_file())
+    shown = ", ".join(str(Path(path) / name) for name in runs[:3]) + (", ..." if len(runs) > 3 else "")
+    raise ConfigError(f"{path} holds repeated runs (--seeds/--folds), one model each: give {command} one of "
+                      f"them ({shown or 'none has started yet'}); their mean and std are in {Path(path) / 'summary.json'}.")
+
+
 def _repeats(run_dir: Path, manifest: dict) -> list[Repeat]:
     return [Repeat(label, bindings, run_dir / label) for label, bindings in manifest["repeats"]]
 

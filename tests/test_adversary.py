@@ -22,7 +22,7 @@ from gnn1000.cli import main as cli_main
 
 from helpers import TINY, bind_args
 from shared_data import DATA_ROOT
-from test_bad_inputs import NEW, checksums, copy_of_run, finished_run, nothing, run_with  # noqa: F401  a fixture
+from test_bad_inputs import NEW, checksums, copy_of_run, finished_run, nothing, run_with, write  # noqa: F401  a fixture
 
 VICTIM = b"a file outside the run that must keep this content\n"
 
@@ -90,6 +90,16 @@ def _model_not_a_dict(run: Path):
     torch.save({"epoch": 1, "model": [1, 2, 3]}, run / "checkpoints" / "best.pt")
 
 
+def repeated_parent(tmp, run):
+    """A --seeds parent: its manifest, config and one finished seed run."""
+    parent = tmp / "run"
+    parent.mkdir()
+    shutil.copytree(run, parent / "seed-0")
+    shutil.copy(run / "config.gin", parent / "config.gin")
+    (parent / "repeats.json").write_text('{"kind": "seeds", "repeats": [["seed-0", []]]}\n')
+    return parent
+
+
 RUN = "{tmp}/run"
 
 CASES = [
@@ -128,6 +138,13 @@ CASES = [
     # what would hang: a size check before building, the worker count against the real CPUs
     ("num_layers 1e9", nothing, [*NEW, "--bind", "resgnn.num_layers = 1000000000"], "resgnn.num_layers=1,000,000,000 with blocks 16 channels wide needs at least"),
     ("workers 99", nothing, [*NEW, "--workers", "99"], "--workers 99: this machine gives gnn1000"),
+    # misleading messages
+    ("resume typo", copy_of_run, ["train", "--resume", RUN, "--bind", "resgnn.num_layer = 5"], "Did you mean num_layers"),
+    ("config includes itself", write("self.gin", b"include 'self.gin'\nexperiment.epochs = 1\n"), ["train", "{tmp}/self.gin", "--run-dir", "{tmp}/new"], "self.gin includes itself"),
+    ("tu name with ../", nothing, [*NEW, "--bind", "experiment.dataset = 'tu'", "--bind", "tu.name = '../../MUTAG'"], "tu.name='../../MUTAG' is not a TU dataset name"),
+    ("evaluate seeds parent", repeated_parent, ["evaluate", RUN], "holds repeated runs (--seeds/--folds), one model each: give gnn1000 evaluate one of them ({tmp}/run/seed-0)"),
+    ("predict seeds parent", repeated_parent, ["predict", RUN], "give gnn1000 predict one of them"),
+    ("plot seeds parent", repeated_parent, ["plot", RUN], "give gnn1000 plot one of them"),
     # damaged and foreign run directories
     ("plot garbage line", run_with(_garbage_metrics), ["plot", RUN], "metrics.jsonl line 2 is not an epoch record"),
     ("config.gin mismatch", run_with(_wider_config), ["evaluate", RUN], "does not match the run's config.gin: parameter 'encoder.weight' has shape (16, "),
@@ -413,7 +430,7 @@ def _open_for_all(path: Path) -> None:
 
 @pytest.mark.parametrize("case", ["run-dir under a read-only folder", "runs/ in an unwritable cwd",
                                   "predict into an unwritable run", "predict --out unwritable",
-                                  "resume with a foreign .lock", "plot --out unwritable"])
+                                  "resume with a foreign .lock", "plot --out unwritable", "unreadable config"])
 def test_refused_by_the_filesystem_as_an_unprivileged_user(case, tmp_path, finished_run, capsys, one_thread):
     if os.getuid() != 0:
         pytest.skip("switching to an unprivileged user needs root (run as that user, these cases are the same)")
@@ -440,12 +457,16 @@ def test_refused_by_the_filesystem_as_an_unprivileged_user(case, tmp_path, finis
             "predict --out unwritable": (["predict", str(run), "--out", str(locked / "p.csv")], home, f"Could not write {locked / 'p.csv'}"),
             "resume with a foreign .lock": (["train", "--resume", str(run), "--no-progress"], home, "Could not open the lock file"),
             "plot --out unwritable": (["plot", str(run), "--out", str(locked / "c.png")], home, f"Could not write {locked / 'c.png'}"),
+            "unreadable config": (["train", str(locked / "secret.gin"), "--run-dir", str(home / "new")], home, f"Config {locked / 'secret.gin'} cannot be read"),
         }[case]
         if case == "resume with a foreign .lock":  # the run is the user's, its lock file root's
             for p in [run, *run.rglob("*")]:
                 os.chown(p, NOBODY, NOBODY)
             (run / ".lock").write_text("")
             os.chown(run / ".lock", 0, 0)
+        if case == "unreadable config":
+            (locked / "secret.gin").write_text("experiment.epochs = 1\n")
+            (locked / "secret.gin").chmod(0o600)
         before = checksums(run) | checksums(locked)
         code, err = _as_nobody(args, cwd, capsys)
         message = err[err.find(f"gnn1000 {args[0]}: "):].strip()
@@ -454,6 +475,6 @@ def test_refused_by_the_filesystem_as_an_unprivileged_user(case, tmp_path, finis
         assert "Traceback" not in err
         assert says in message and "Permission denied" in message, message
         assert checksums(run) | checksums(locked) == before
-        assert not list(locked.iterdir()) and not (run / "predictions.csv").exists()
+        assert not [p for p in locked.iterdir() if p.name != "secret.gin"] and not (run / "predictions.csv").exists()
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -105,6 +105,9 @@ def tu(name: str | None = None, split: tuple = (0.8, 0.1, 0.1), seed: int = 0,
 
     if not name:
         raise ConfigError("The 'tu' dataset needs a name: bind tu.name = 'MUTAG' (or another TU dataset).")
+    if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
+        raise ConfigError(f"tu.name={name!r} is not a TU dataset name (a name such as 'MUTAG', no path): it "
+                          f"names a folder under the data root and a file on the TU download server.")
     expected = [f"raw/{name}_{f}.txt" for f in ("A", "graph_indicator", "graph_labels")]
     dataset = _open(TUDataset, "tu", name, expected, name=name, use_node_attr=True)
     if folds is not None:
