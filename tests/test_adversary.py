@@ -478,3 +478,14 @@ def test_refused_by_the_filesystem_as_an_unprivileged_user(case, tmp_path, finis
         assert not [p for p in locked.iterdir() if p.name != "secret.gin"] and not (run / "predictions.csv").exists()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_nan_before_any_optimizer_step_is_not_blamed_on_the_learning_rate(tmp_path):
+    from gnn1000 import guard
+    from gnn1000.rundir import RunDir
+
+    message = str(guard.stop(RunDir(tmp_path / "run"), "loss", float("nan"), 1, 0, 0.01))
+    assert "before any optimizer step, so the learning rate is not the cause" in message
+    assert "lower learning rate" not in message and "experiment.lr" not in message
+    later = str(guard.stop(RunDir(tmp_path / "run"), "loss", float("nan"), 2, 3, 0.01))
+    assert "lower learning rate" in later  # after steps the rate may well be the cause
