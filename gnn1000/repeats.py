@@ -17,6 +17,7 @@ import inspect
 import json
 import shlex
 import statistics
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,7 +158,8 @@ def write_summary(run_dir: Path | str) -> dict:
             raise ConfigError(f"{repeat.path} has no summary.json: {repeat.label} has not finished; "
                               f"continue with 'gnn1000 train --resume {run_dir}'.")
         first = first or summary
-        rows.append({"label": repeat.label, **_metrics(summary)})
+        rows.append({"label": repeat.label, **_metrics(summary),
+                     "epochs_set": (summary.get("config") or {}).get("epochs", summary.get("epochs"))})
     keys = ("test_at_best_valid", "best_valid", "final_test", "final_valid", "seconds")
     result = {
         "metric": first["metric"], "dataset": first.get("dataset_name", first.get("dataset")),
@@ -166,6 +168,14 @@ def write_summary(run_dir: Path | str) -> dict:
         "mean": {k: statistics.fmean(r[k] for r in rows) for k in keys},
         "std_of": {k: statistics.stdev(r[k] for r in rows) if len(rows) > 1 else None for k in keys},
     }
+    lengths = {r["label"]: r["epochs_set"] for r in rows}
+    if len(set(lengths.values())) > 1:  # e.g. one seed resumed for more epochs on its own
+        result["trained_alike"] = False
+        result["note"] = (f"the repeats were trained for different numbers of epochs "
+                          f"({', '.join(f'{k}: {v}' for k, v in lengths.items())}); the mean and std mix them. "
+                          f"Resume the shorter ones with --bind 'experiment.epochs = {max(lengths.values())}' "
+                          f"to compare like with like.")
+        warnings.warn(f"{run_dir}: {result['note']}", stacklevel=2)
     safefs.write_atomic(run_dir / "summary.json", (json.dumps(result, indent=2) + "\n").encode())
     return result
 

@@ -489,3 +489,17 @@ def test_nan_before_any_optimizer_step_is_not_blamed_on_the_learning_rate(tmp_pa
     assert "lower learning rate" not in message and "experiment.lr" not in message
     later = str(guard.stop(RunDir(tmp_path / "run"), "loss", float("nan"), 2, 3, 0.01))
     assert "lower learning rate" in later  # after steps the rate may well be the cause
+
+
+def test_seeds_trained_for_different_lengths_are_flagged_in_the_summary(tmp_path, one_thread):
+    import json
+
+    parent = tmp_path / "seeds"
+    tiny = [*bind_args(TINY), "--bind", "experiment.epochs = 1", "--no-progress"]
+    assert cli_main(["train", "--seeds", "2", "--run-dir", str(parent), *tiny]) == 0
+    assert "trained_alike" not in json.loads((parent / "summary.json").read_text())
+    assert cli_main(["train", "--resume", str(parent / "seed-0"), "--no-progress", "--bind", "experiment.epochs = 2"]) == 0
+    with pytest.warns(UserWarning, match=r"different numbers of epochs \(seed-0: 2, seed-1: 1\)"):
+        assert cli_main(["train", "--resume", str(parent), "--no-progress"]) == 0
+    summary = json.loads((parent / "summary.json").read_text())
+    assert summary["trained_alike"] is False and "seed-0: 2, seed-1: 1" in summary["note"]
