@@ -503,3 +503,27 @@ def test_seeds_trained_for_different_lengths_are_flagged_in_the_summary(tmp_path
         assert cli_main(["train", "--resume", str(parent), "--no-progress"]) == 0
     summary = json.loads((parent / "summary.json").read_text())
     assert summary["trained_alike"] is False and "seed-0: 2, seed-1: 1" in summary["note"]
+
+
+def test_tune_address_of_a_plain_http_server_fails_at_once(capsys):
+    """Ray retried forever against a port that answers TCP but is no Ray head."""
+    pytest.importorskip("ray")
+    import http.server
+    import threading
+
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        code = cli_main(["tune", "tune/resgnn", "--address", f"127.0.0.1:{port}"])
+    finally:
+        server.shutdown()
+    err = capsys.readouterr().err
+    assert code == 2, err
+    message = err[err.find("gnn1000 tune: "):].strip()
+    assert "\n" not in message and "Traceback" not in message
+    assert f"something listens at 127.0.0.1:{port}, but it is not a Ray head (it replied b'" in message
