@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from gnn1000.extras import require
-from gnn1000.bench._workload import BASELINE, MODELS, Workload, check_models, check_precision
+from gnn1000.bench._workload import BASELINE, MODELS, Workload, check_args, check_models, check_precision
 
 DEFAULT_DEPTHS = (8, 64, 256, 1001)
 REFERENCE = "revgnn"
@@ -206,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         model, layers = args.worker
         print(json.dumps(measure(model, int(layers), _workload(args), args.device)))
         return 0
+    check_args("memory", args, ("nodes", "edges", "channels", "groups", "threads"), ("depths",))
     models, depths = check_models(args.models), sorted(args.depths)
     precisions = [check_precision(p) for p in args.precisions]
     w = _workload(args)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dataclasses import replace
 
-from gnn1000.bench._workload import BASELINE, MODELS, Trainer, Workload, check_models, check_precision
+from gnn1000.bench._workload import BASELINE, MODELS, Trainer, Workload, check_args, check_models, check_precision
 
 
 def _sync(device) -> None:
@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     args = build_parser().parse_args(argv)
+    check_args("speed", args, ("nodes", "edges", "channels", "groups", "threads", "rounds"), ("layers",))
     models = check_models(args.models)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

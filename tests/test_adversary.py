@@ -145,6 +145,8 @@ CASES = [
     ("evaluate seeds parent", repeated_parent, ["evaluate", RUN], "holds repeated runs (--seeds/--folds), one model each: give gnn1000 evaluate one of them ({tmp}/run/seed-0)"),
     ("predict seeds parent", repeated_parent, ["predict", RUN], "give gnn1000 predict one of them"),
     ("plot seeds parent", repeated_parent, ["plot", RUN], "give gnn1000 plot one of them"),
+    ("bench memory depths -1", nothing, ["bench", "memory", "--depths", "-1", "--out", "{tmp}/new/bench"], "gnn1000 bench memory --depths -1: every value must be a positive integer"),
+    ("bench speed nodes 0", nothing, ["bench", "speed", "--nodes", "0"], "gnn1000 bench speed --nodes 0: must be a positive integer"),
     # damaged and foreign run directories
     ("plot garbage line", run_with(_garbage_metrics), ["plot", RUN], "metrics.jsonl line 2 is not an epoch record"),
     ("config.gin mismatch", run_with(_wider_config), ["evaluate", RUN], "does not match the run's config.gin: parameter 'encoder.weight' has shape (16, "),
@@ -527,3 +529,11 @@ def test_tune_address_of_a_plain_http_server_fails_at_once(capsys):
     message = err[err.find("gnn1000 tune: "):].strip()
     assert "\n" not in message and "Traceback" not in message
     assert f"something listens at 127.0.0.1:{port}, but it is not a Ray head (it replied b'" in message
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_bench_on_cuda_without_cuda_is_one_paragraph(capsys):
+    assert cli_main(["bench", "speed", "--device", "cuda"]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.startswith("gnn1000 bench: error: gnn1000 bench speed --device cuda: ") and "\n" not in message
+    assert "CUDA is not available here" in message
