@@ -537,3 +537,17 @@ def test_bench_on_cuda_without_cuda_is_one_paragraph(capsys):
     message = capsys.readouterr().err.strip()
     assert message.startswith("gnn1000 bench: error: gnn1000 bench speed --device cuda: ") and "\n" not in message
     assert "CUDA is not available here" in message
+
+
+def test_data_parallel_mirror_never_writes_through_a_planted_link(tmp_path):
+    from gnn1000.tune.run_checkpoint import mirror
+
+    saved, run = tmp_path / "saved", tmp_path / "run"
+    (saved / "checkpoints").mkdir(parents=True)
+    (saved / "checkpoints" / "last.pt").write_bytes(b"new weights")
+    (run / "checkpoints").mkdir(parents=True)
+    (tmp_path / "victim").write_bytes(VICTIM)
+    (run / "checkpoints" / ".last.pt.mirror").symlink_to(tmp_path / "victim")
+    mirror(saved, run)
+    assert (tmp_path / "victim").read_bytes() == VICTIM
+    assert (run / "checkpoints" / "last.pt").read_bytes() == b"new weights"
