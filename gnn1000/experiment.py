@@ -227,6 +227,7 @@ class Experiment:
         self.loggers: list = []
         self.metric = self.task.metric
         self.epoch = 0
+        self.run_id: str | None = None  # set when the run starts or resumes (RunDir.new_identity)
         self.best: dict | None = None
         self.history: list[dict] = []
 
@@ -355,7 +356,7 @@ class Experiment:
         return record[key] < self.best[key]
 
     def _state(self) -> dict:
-        return {"epoch": self.epoch, "model": self.model.state_dict(),
+        return {"epoch": self.epoch, "run_id": self.run_id, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "rng": checkpoint.rng_state(),
                 "best": self.best, "history": self.history,  # records committed with the weights
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
@@ -381,6 +382,7 @@ class Experiment:
         """The weights a checkpoint scored: best.pt keeps them as its model; last.pt keeps the trained
         weights and, with ``ema_decay``, their average, which evaluation scores."""
         state = checkpoint.load(path, map_location=self.device)
+        self.run.check_belongs(state, path)
         if self.averaged is not None and state.get("averaged") is not None:
             checkpoint.load_model(self.averaged, state["averaged"], path)
         else:
@@ -396,6 +398,7 @@ class Experiment:
             self._resume()
         else:
             self.run.claim()  # locked for this process's life; refuses a folder another run took
+            self.run_id = self.run.new_identity()
             self.write_config()
             self.run.write_metrics([])
         bar = tqdm(total=self.cfg.epochs, initial=self.epoch, desc="training", unit="epoch", dynamic_ncols=True,
@@ -440,6 +443,8 @@ class Experiment:
         except FileNotFoundError:
             raise ConfigError(f"Cannot resume {self.run.path}: it has no checkpoint yet ({self.run.last}); "
                               f"no epoch finished. Start it again with --overwrite.") from None
+        self.run.check_belongs(state, used)
+        self.run_id = self.run.identity()
         resume.check_epochs(self.cfg.epochs, state["epoch"], self.run.path)
         self.restore(state)
         self._reconcile_best()
@@ -487,8 +492,8 @@ class Experiment:
         return record
 
     def _save_best(self) -> None:
-        checkpoint.save(self.run.best, {"epoch": self.epoch, "model": self.evaluated.state_dict()},
-                        keep_previous=False)
+        checkpoint.save(self.run.best, {"epoch": self.epoch, "run_id": self.run_id,
+                                        "model": self.evaluated.state_dict()}, keep_previous=False)
 
     def _reconcile_best(self) -> None:
         """After a restore: when the records' best epoch is the restored one but best.pt is not from it

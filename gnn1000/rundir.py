@@ -16,13 +16,13 @@ from datetime import datetime
 from pathlib import Path
 
 from gnn1000 import safefs
-from gnn1000.errors import ConfigError, RunDirError
+from gnn1000.errors import ConfigError, CorruptFileError, RunDirError
 
 # Paths this process holds the lock of: flock locks conflict between two descriptors of one process.
 _HELD: dict[Path, int] = {}
 RUN_FILES = ("config.gin", "metrics.jsonl", "summary.json", "checkpoints")
 # Other files gnn1000 writes in a run directory.
-OWN_FILES = (".lock", "resumes.jsonl", "predictions.csv", "predictions.parquet", "curves.png")
+OWN_FILES = (".lock", "run-id", "resumes.jsonl", "predictions.csv", "predictions.parquet", "curves.png")
 
 
 class RunDir:
@@ -37,6 +37,7 @@ class RunDir:
         self.last = self.path / "checkpoints" / "last.pt"
         self.best = self.path / "checkpoints" / "best.pt"
         self.lock_file = self.path / ".lock"
+        self.identity_file = self.path / "run-id"
 
     @classmethod
     def new(cls, config_name: str, base: Path = Path("runs")) -> RunDir:
@@ -169,7 +170,7 @@ class RunDir:
         """Remove what a new run wrote before failing in its first epoch: no checkpoint, no work."""
         if self.last.exists() or any(self.path.glob("checkpoints/*")):
             return
-        for path in (self.config, self.metrics, self.resumes, self.lock_file):
+        for path in (self.config, self.metrics, self.resumes, self.identity_file, self.lock_file):
             path.unlink(missing_ok=True)
         self.release()
         for folder in (self.path / "checkpoints", self.path):
@@ -177,6 +178,32 @@ class RunDir:
                 folder.rmdir()
             except OSError:
                 pass  # not empty: someone else's files stay
+
+    # -- identity: a checkpoint belongs to its run -------------------------------------------------
+
+    def new_identity(self) -> str:
+        """A new run's random id, written beside its records and into each of its checkpoints."""
+        import uuid
+
+        identity = uuid.uuid4().hex
+        safefs.write_atomic(self.identity_file, f"{identity}\n".encode())
+        return identity
+
+    def identity(self) -> str | None:
+        """This run's id; None for a run from before ids were recorded."""
+        try:
+            return self.identity_file.read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def check_belongs(self, state: dict, path: Path) -> None:
+        """Refuse a checkpoint another run wrote (copied or linked in): its history would replace this one's."""
+        own, theirs = self.identity(), state.get("run_id")
+        if own and theirs and own != theirs:
+            raise CorruptFileError(
+                f"Checkpoint {path} belongs to another run (run id {theirs}; {self.path} is run {own}, see its "
+                f"run-id file): it was copied or linked in, and using it would put that run's weights and "
+                f"history in this one. Restore this run's own checkpoint, or evaluate the other run itself.")
 
     # -- records ---------------------------------------------------------------------------------
 

@@ -68,6 +68,17 @@ def _evil_checkpoint(name: str, remove_prev: bool = False):
     return change
 
 
+def _checkpoints_from_another_run(run: Path):
+    """This run's checkpoints replaced by copies of another run's (plain files, not links)."""
+    other = run.parent / "other-run"
+    shutil.copytree(run, other)
+    (other / "run-id").write_text("0" * 32 + "\n")
+    for name in ("last.pt", "last.prev.pt", "best.pt"):
+        state = torch.load(other / "checkpoints" / name, weights_only=True)
+        state["run_id"] = "0" * 32
+        torch.save(state, run / "checkpoints" / name)
+
+
 def _nan_best(run: Path):
     state = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
     for tensor in state["model"].values():
@@ -117,6 +128,8 @@ CASES = [
     ("symlink predictions.csv", run_with(link("predictions.csv")), ["predict", RUN], "predictions.csv is a symbolic link"),
     ("symlink curves.png", run_with(link("curves.png")), ["plot", RUN], "curves.png is a symbolic link"),
     ("dangling run-dir", lambda tmp, run: (tmp / "gone").symlink_to(tmp / "nowhere") or tmp / "gone", ["train", "--run-dir", "{tmp}/gone", *bind_args(TINY)], "is a symbolic link to {tmp}/nowhere, which does not exist"),
+    ("resume another run's last.pt", run_with(_checkpoints_from_another_run), ["train", "--resume", RUN, "--no-progress", "--bind", "experiment.epochs = 4"], "belongs to another run (run id 00000000000000000000000000000000"),
+    ("evaluate another run's best.pt", run_with(_checkpoints_from_another_run), ["evaluate", RUN], "best.pt belongs to another run"),
     # non-finite weights: nothing computed, nothing written, the right diagnosis
     ("predict NaN best.pt", run_with(_nan_best), ["predict", RUN], "holds non-finite weights"),
     ("evaluate NaN best.pt", run_with(_nan_best), ["evaluate", RUN], "holds non-finite weights"),
