@@ -91,7 +91,7 @@ def _print_summary(summary: dict, run) -> None:
 
 def _trained(args: argparse.Namespace):
     """The run's experiment with its best or last weights, evaluation settings rebound by --bind."""
-    from gnn1000 import repeats, resume
+    from gnn1000 import checkpoint, guard, repeats, resume
     from gnn1000.build import load_run
     from gnn1000.rundir import RunDir
 
@@ -99,8 +99,6 @@ def _trained(args: argparse.Namespace):
     run = RunDir.existing(args.run_dir)
     resume.check_evaluation_bindings(run.config.read_text(errors="replace"), args.bind, str(run.config),
                                      f"gnn1000 {args.command}")
-    from gnn1000 import checkpoint, guard
-
     experiment = load_run(run.path, args.bind, progress=False)
     path = (checkpoint.best_weights(experiment.run.best, experiment.run.last) if args.checkpoint == "best"
             else experiment.run.last)
@@ -276,11 +274,10 @@ def _refuse_empty(args: argparse.Namespace) -> None:
         if getattr(args, name, None) == "":
             option = {"config": "CONFIG", "search": "SEARCH", "run_dir": "--run-dir" if args.command == "train"
                       else "RUN_DIR"}.get(name, f"--{name.replace('_', '-')}")
-            raise Gnn1000Error(f"{option} is an empty string; give a path (or leave the option out for its "
+            raise Gnn1000Error(f"{option} is an empty string; give a value (or leave the option out for its "
                                f"default).")
-    for name in ("run_dirs",):
-        if "" in (getattr(args, name, None) or []):
-            raise Gnn1000Error("RUN_DIR is an empty string; give the path of a run directory.")
+    if "" in (getattr(args, "run_dirs", None) or []):
+        raise Gnn1000Error("RUN_DIR is an empty string; give the path of a run directory.")
 
 
 def main(argv: list[str] | None = None) -> int:
