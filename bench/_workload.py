@@ -114,6 +114,26 @@ def check_models(names: list[str]) -> list[str]:
     return names
 
 
+def check_args(command: str, args, sizes: tuple[str, ...], lists: tuple[str, ...] = ()) -> None:
+    """A benchmark's numeric options and device, before any model is built: a size that is not a
+    positive integer, or a device this machine lacks, is one paragraph naming the option."""
+    from gnn1000.experiment import pick_device
+
+    for name in sizes:
+        value = getattr(args, name)
+        if value < 1:
+            raise ConfigError(f"gnn1000 bench {command} --{name.replace('_', '-')} {value}: must be a positive integer.")
+    for name in lists:
+        bad = [v for v in getattr(args, name) if v < 1]
+        if bad:
+            raise ConfigError(f"gnn1000 bench {command} --{name} {bad[0]}: every value must be a positive integer.")
+    try:
+        pick_device(args.device)
+    except ConfigError as exc:
+        raise ConfigError(f"gnn1000 bench {command} --device {args.device}: "
+                          f"{str(exc).replace('experiment.device=', '').replace('use ', 'use --device ')}") from None
+
+
 def make_graph(w: Workload, device: torch.device) -> dict[str, Tensor]:
     gen = torch.Generator().manual_seed(w.seed)
     graph = {

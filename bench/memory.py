@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from gnn1000.extras import require
-from gnn1000.bench._workload import (BASELINE, LAYERED, MODELS, Workload, add_workload_options, check_models,
-                                     check_precision)
+from gnn1000.bench._workload import (BASELINE, LAYERED, MODELS, Workload, add_workload_options, check_args,
+                                     check_models, check_precision)
 
 DEFAULT_DEPTHS = (8, 64, 256, 1001)
 REFERENCE = "revgnn"
@@ -276,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         model, layers = args.worker
         print(json.dumps(measure(model, int(layers), _workload(args), args.device)))
         return 0
+    check_args("memory", args, ("nodes", "edges", "channels", "groups", "threads"), ("depths",))
     models, depths = check_models(args.models), sorted(args.depths)
     precisions = [check_precision(p) for p in args.precisions]
     w = _workload(args)

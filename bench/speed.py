@@ -16,7 +16,7 @@ from pathlib import Path
 from dataclasses import replace
 
 from gnn1000.bench._workload import (BASELINE, LAYERED, MODELS, Trainer, Workload, add_workload_options,
-                                     check_models, check_precision)
+                                     check_args, check_models, check_precision)
 
 
 def _sync(device) -> None:
@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     args = build_parser().parse_args(argv)
+    check_args("speed", args, ("nodes", "edges", "channels", "groups", "threads", "rounds"), ("layers",))
     models = check_models(args.models)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -8,6 +8,7 @@ order the run's randomness depends on, and hands the objects and the operative c
 from __future__ import annotations
 
 import inspect
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from gnn1000.recorded import SIZED_BY_DATA  # what the data sizes; every other p
 from gnn1000.rundir import RunDir
 from gnn1000.registry import gin_name
 
+class UnusedBindingWarning(UserWarning):
+    """A gin binding to a component the run never builds."""
 
 
 def _missing_settings(architecture: str, build) -> list[str]:
@@ -82,6 +85,13 @@ def build_experiment(run_dir: Path | str, **kwargs) -> Experiment:
     model = build_model(settings.architecture, data).to(device)
     optimizer = make_optimizer(config.reference("optimizers", settings.optimizer), model, settings)
     scheduler = make_scheduler(config.reference("schedulers", settings.scheduler), optimizer, settings, data.task)
+    unused = config.unused_bindings()
+    if unused:  # before training: a binding that changes nothing must not pass for one that does
+        built = (f"architecture {settings.architecture!r}, dataset {settings.dataset!r}, sampler "
+                 f"{settings.sampler!r}, optimizer {settings.optimizer!r}, scheduler {settings.scheduler!r}")
+        warnings.warn(f"These bindings have no effect: {', '.join(unused)}; this run builds {built}. "
+                      f"Bind the components it builds (e.g. '{gin_name(settings.architecture)}.num_layers') "
+                      f"or choose the component they configure.", UnusedBindingWarning, stacklevel=2)
     return Experiment(model, data, sampler, settings, run_dir, optimizer=optimizer, scheduler=scheduler,
                       config_text=config.operative_config(), config_source=config.source(), **kwargs)
 

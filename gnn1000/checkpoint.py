@@ -3,6 +3,7 @@ file; the one before is kept as ``<name>.prev.pt`` so that a damaged latest one 
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import random
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gnn1000 import safefs
 from gnn1000.errors import CorruptFileError
 
 # Seconds to pause at each step of a write: only the kill-loop test sets it, to widen the window.
@@ -31,24 +33,45 @@ def _pause() -> None:
 
 
 def save(path: Path, state: dict, keep_previous: bool = True) -> None:
-    """Write ``state`` to ``path``; with ``keep_previous`` the file it replaces becomes ``.prev``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    _pause()
-    if keep_previous and path.exists():
-        os.replace(path, previous(path))
-        _pause()
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # the renames themselves survive a power cut
-    finally:
-        os.close(directory)
+    """Write ``state`` to ``path``; with ``keep_previous`` the file it replaces becomes ``.prev``.
 
+    Never through a link planted in the run directory; a full disk or a refused write is a
+    StorageError that leaves ``path`` (and its ``.prev``) as they were."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)  # in memory first: a full disk cannot tear torch's zip writer, and the size is known
+    data = buffer.getbuffer()
+    for name in (path, previous(path)):
+        safefs.refuse_symlink(name)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(safefs.open_temporary(tmp), "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise safefs.failure(exc, "write the checkpoint", path, len(data)) from None
+    _pause()
+    try:
+        if keep_previous and path.exists():
+            os.replace(path, previous(path))
+            _pause()
+        os.replace(tmp, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the renames themselves survive a power cut
+        finally:
+            os.close(directory)
+    except OSError as exc:
+        raise safefs.failure(exc, "rename the new checkpoint into", path) from None
+
+
+# Classes a checkpoint may hold besides tensors and plain values: none (the RNG states are converted).
+CHECKPOINT_GLOBALS: tuple = ()
 
 _UNREADABLE = (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, zipfile.BadZipFile,
                KeyError, AttributeError, ImportError, IndexError, TypeError)
@@ -57,8 +80,11 @@ _UNREADABLE = (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, zipfi
 def load(path: Path, map_location="cpu") -> dict:
     """A checkpoint's state; a truncated or foreign file is a CorruptFileError naming it."""
     try:
-        # weights_only: our checkpoints hold tensors and plain Python values only (see rng_state).
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        # weights_only: our checkpoints hold tensors and plain Python values only (see rng_state), so
+        # unpickling may build nothing beyond them and the allow-list below: a checkpoint never runs code.
+        safefs.refuse_symlink(Path(path), "(a checkpoint must be the run's own file)")
+        with torch.serialization.safe_globals(list(CHECKPOINT_GLOBALS)):
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise
     except _UNREADABLE as exc:
@@ -73,11 +99,43 @@ def load(path: Path, map_location="cpu") -> dict:
             f"other checkpoints (last.pt, last.prev.pt, best.pt: 'gnn1000 evaluate RUN --checkpoint last') "
             f"or train again."
         ) from None
-    if not isinstance(state, dict) or "model" not in state:
-        raise CorruptFileError(f"Checkpoint {path} is readable but holds no model state "
-                               f"(keys: {sorted(state) if isinstance(state, dict) else type(state).__name__}); "
-                               f"it was not written by gnn1000.")
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        if not isinstance(state, dict):
+            held = f"a {type(state).__name__}, not a dict"
+        elif "model" not in state:
+            held = f"no 'model' entry (keys: {', '.join(sorted(map(str, state))[:10]) or 'none'})"
+        else:
+            held = f"a 'model' entry that is a {type(state['model']).__name__}, not a state dict"
+        raise CorruptFileError(f"Checkpoint {path} is not a gnn1000 checkpoint: it is readable but holds "
+                               f"{held}. Use the run's own checkpoints (last.pt, last.prev.pt, best.pt) "
+                               f"or train again.")
     return state
+
+
+def recorded_epoch(path: Path) -> int | None:
+    """The epoch a checkpoint holds; None when it is missing or unreadable."""
+    try:
+        return load(path).get("epoch")
+    except (FileNotFoundError, CorruptFileError):
+        return None
+
+
+def best_weights(best: Path, last: Path) -> Path:
+    """The file holding the weights of the best epoch the records name: best.pt, or last.pt when a
+    kill between the two writes left best.pt behind (last.pt is committed first and names its best)."""
+    try:
+        state = load(last)
+    except (FileNotFoundError, CorruptFileError):
+        return best
+    named = (state.get("best") or {}).get("epoch")
+    if named is None or named != state.get("epoch"):
+        return best
+    try:
+        return best if load(best).get("epoch") == named else last
+    except FileNotFoundError:
+        return last
+    except CorruptFileError:
+        return best  # a damaged best.pt is reported when it is loaded, not passed over
 
 
 def load_latest(path: Path, map_location="cpu", log=None) -> tuple[dict, Path]:
@@ -99,6 +157,34 @@ def load_latest(path: Path, map_location="cpu", log=None) -> tuple[dict, Path]:
         if log is not None:
             log(f"warning: {message}")
         return state, fallback
+
+
+def load_model(module: torch.nn.Module, weights: dict, path: Path) -> None:
+    """``module.load_state_dict(weights)``; a checkpoint that does not fit the model the run's
+    config.gin builds names its first mismatching parameter and both shapes, not torch's key list."""
+    own = module.state_dict()
+    problem = None
+    for key, value in own.items():
+        theirs = weights.get(key)
+        if key not in weights:
+            problem = f"the model has parameter {key!r} {tuple(value.shape)}, which the checkpoint lacks"
+        elif not isinstance(theirs, torch.Tensor):
+            problem = f"the checkpoint's {key!r} is a {type(theirs).__name__}, not a tensor"
+        elif theirs.shape != value.shape:
+            problem = (f"parameter {key!r} has shape {tuple(theirs.shape)} in the checkpoint but "
+                       f"{tuple(value.shape)} in the model config.gin builds")
+        if problem:
+            break
+    if problem is None:
+        extra = [key for key in weights if key not in own]
+        if extra:
+            problem = f"the checkpoint has parameter {extra[0]!r}, which the model lacks ({len(extra)} such)"
+    if problem is not None:
+        raise CorruptFileError(
+            f"Checkpoint {path} does not match the run's config.gin: {problem}. The config was changed "
+            f"after training or the checkpoint comes from another run; restore the run's own config.gin "
+            f"(or checkpoint), or train a new run with this config.")
+    module.load_state_dict(weights)
 
 
 def nonfinite_tensors(state: dict, prefix: str = "") -> list[str]:

@@ -36,8 +36,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise Gnn1000Error("--resume RUN_DIR continues that run from its own config.gin; give no CONFIG, "
                                "--run-dir or --overwrite with it (bindings are allowed, e.g. more epochs).")
         run = RunDir.existing(args.resume)
+        gin_config.load(run.config, args.bind)  # first: a typo'd binding gets gin's "did you mean"
         resume.check_bindings(run.config.read_text(errors="replace"), args.bind, str(run.config))
-        gin_config.load(run.config, args.bind)
         run.lock()  # before the data is built: a run in progress here is reported at once
     else:
         loaded = gin_config.load(args.config or gin_config.DEFAULT_CONFIG, args.bind)
@@ -66,7 +66,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"measuring one training step of {', '.join(experiment.cfg.compare_step_memory)} at the same "
               f"depth and width ...", flush=True)
         summary = compare_step_memory(run.config, summary, experiment.cfg.compare_step_memory)
-        run.summary.write_text(json.dumps(summary, indent=2, default=repr) + "\n")
+        from gnn1000 import safefs
+
+        safefs.write_atomic(run.summary, (json.dumps(summary, indent=2, default=repr) + "\n").encode())
     _print_summary(summary, run)
     return 0
 
@@ -129,18 +131,27 @@ def memory_kind(results: dict) -> str:
 
 def _trained(args: argparse.Namespace):
     """The run's experiment with its best or last weights, evaluation settings rebound by --bind."""
-    from gnn1000 import resume
+    from gnn1000 import checkpoint, guard, repeats, resume
     from gnn1000.build import load_run
     from gnn1000.rundir import RunDir
 
+    repeats.refuse_parent(args.run_dir, f"gnn1000 {args.command}")
     run = RunDir.existing(args.run_dir)
     resume.check_evaluation_bindings(run.config.read_text(errors="replace"), args.bind, str(run.config),
                                      f"gnn1000 {args.command}")
     experiment = load_run(run.path, args.bind, progress=False)
-    path = experiment.run.best if args.checkpoint == "best" else experiment.run.last
+    path = (checkpoint.best_weights(experiment.run.best, experiment.run.last) if args.checkpoint == "best"
+            else experiment.run.last)
     if not path.is_file():
         raise Gnn1000Error(f"{args.run_dir} has no {args.checkpoint} checkpoint ({path}); train it first.")
     experiment.load_weights(path)
+    bad = guard.nonfinite_parameter(experiment.evaluated)
+    if bad is not None:  # its scores or predictions would be NaN: nothing is computed or written
+        raise Gnn1000Error(
+            f"{path} holds non-finite weights ({bad!r} has NaN or Inf), so its scores and predictions would "
+            f"be meaningless; nothing was written. Use another checkpoint ('--checkpoint last', or "
+            f"{checkpoint.previous(experiment.run.last).name}), or continue training from a finite one with "
+            f"'gnn1000 train --resume {run.path}' and a lower experiment.lr.")
     return experiment
 
 
@@ -159,6 +170,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if out.suffix not in predictions.FORMATS:  # before the model runs
         raise Gnn1000Error(f"--out {out}: predictions go to a .csv or .parquet file (chosen by extension).")
     logits = experiment.predict()
+    if not bool(logits.isfinite().all()):
+        raise Gnn1000Error(f"The model's outputs are not finite (finite weights, overflowing activations), "
+                           f"so no predictions were written to {out}. Try --bind \"experiment.precision = "
+                           f"'32'\" or another checkpoint (--checkpoint last).")
     frame = predictions.table(logits, experiment.data)
     predictions.write(frame, out)
     print(f"{len(frame):,} predictions ({', '.join(f'{s}: {n:,}' for s, n in frame['split'].value_counts().items())}) "
@@ -172,7 +187,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from gnn1000 import repeats
     from gnn1000.plot import plot_runs
+
+    for run_dir in args.run_dirs:
+        repeats.refuse_parent(run_dir, "gnn1000 plot")
 
     out = Path(args.out) if args.out else Path(args.run_dirs[0]) / "curves.png"
     print(f"training curves of {len(args.run_dirs)} run(s) written to {plot_runs(args.run_dirs, out)}")
@@ -301,15 +320,34 @@ def _verbosity_options(parser: argparse.ArgumentParser, default) -> None:
                        help="only warnings, errors and the command's result")
 
 
+def _refuse_empty(args: argparse.Namespace) -> None:
+    """An empty string is not 'not given': '' as a config, folder or file would otherwise start the
+    default job, write under runs/ or into the run directory."""
+    for name in ("config", "run_dir", "resume", "out", "storage", "address", "search"):
+        if getattr(args, name, None) == "":
+            option = {"config": "CONFIG", "search": "SEARCH", "run_dir": "--run-dir" if args.command == "train"
+                      else "RUN_DIR"}.get(name, f"--{name.replace('_', '-')}")
+            raise Gnn1000Error(f"{option} is an empty string; give a value (or leave the option out for its "
+                               f"default).")
+    if "" in (getattr(args, "run_dirs", None) or []):
+        raise Gnn1000Error("RUN_DIR is an empty string; give the path of a run directory.")
+
+
 def main(argv: list[str] | None = None) -> int:
     _quiet_third_party_warnings()
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        _refuse_empty(args)
         with cli_logging(args.verbose - args.quiet):
             return args.func(args)
     except Gnn1000Error as exc:
         print(f"gnn1000 {args.command}: error: {paragraph(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the filesystem refused (no space, no permission): one paragraph, not a traceback
+        from gnn1000.safefs import fs_error_paragraph
+
+        print(f"gnn1000 {args.command}: error: {fs_error_paragraph(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; a run continues with 'gnn1000 train --resume RUN_DIR'", file=sys.stderr)

@@ -82,6 +82,9 @@ def _resolve_include(target: str, including_file: Path) -> Path:
 def _read_with_resolved_includes(path: Path) -> str:
     try:
         text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"Config {path} cannot be read: {exc.strerror or exc}. Check its permissions, or "
+                          f"copy it somewhere you may read it.") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path} is not a gin config: it is not UTF-8 text (byte {exc.start} is "
                           f"{exc.object[exc.start:exc.start + 1]!r}). A config is a text file of "
@@ -152,8 +155,10 @@ def settings() -> ExperimentConfig:
     return _register_reference("experiment", None, ExperimentConfig)()
 
 
-def _selectors(text: str, source: str) -> list[str]:
-    """Every configurable a config text binds or references, following its includes."""
+def _selectors(text: str, source: str, chain: tuple[str, ...] = ()) -> list[str]:
+    """Every configurable a config text binds or references, following its includes (``chain``: the
+    files that included this one, so that a cycle is an error and not an endless recursion)."""
+    chain = (*chain, source)
     parsed = gin_text.parse(text, source)
     found = []
     for st in parsed.statements:
@@ -163,7 +168,10 @@ def _selectors(text: str, source: str) -> list[str]:
             found.append(st.selector)
         elif isinstance(st, config_parser.IncludeStatement) and st.filename.startswith(_RESOLVED):
             path = Path(st.filename.removeprefix(_RESOLVED))
-            found += _selectors(_read_with_resolved_includes(path), str(path))
+            if str(path) in chain:
+                cycle = " -> ".join([*chain[chain.index(str(path)):], str(path)])
+                raise ConfigError(f"{path} includes itself ({cycle}); remove the include that leads back to it.")
+            found += _selectors(_read_with_resolved_includes(path), str(path), chain)
     return found + [reference.split("/")[-1] for reference in parsed.references]
 
 
@@ -296,6 +304,24 @@ def _check_macros(texts: list[tuple[str, str]], bindings: list[str]) -> None:
 def operative_config() -> str:
     """Every parameter value the run actually used, as a gin file that reproduces it."""
     return gin.operative_config_str()
+
+
+# Built during training, not before it: a binding to them cannot be judged when the run starts.
+_BUILT_LATER = ("loggers.", "callbacks.")
+
+
+def unused_bindings() -> list[str]:
+    """``configurable.parameter`` of every binding whose configurable this process has not called:
+    another architecture's, a dataset or sampler the run does not use. A warning, not an error: a
+    shared fragment (default.gin, a paper config) binds more than one component on purpose."""
+    called = set(gin.config._OPERATIVE_CONFIG)  # gin has no public view of what it has called
+    unused = []
+    for (scope, selector), params in gin.config._CONFIG.items():
+        if (scope, selector) in called or selector.startswith(_BUILT_LATER):
+            continue
+        name = f"{scope + '/' if scope else ''}{selector.split('.')[-1]}"
+        unused += [f"{name}.{param}" for param in params]
+    return sorted(unused)
 
 
 def run_name(config_name: str) -> str:

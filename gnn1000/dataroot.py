@@ -8,6 +8,7 @@ to the cache (gin ``data.cache``, else ``$GNN1000_CACHE``, else ``~/.cache/gnn10
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -117,9 +118,30 @@ def damaged_gzip(folder: Path, files: list[str]) -> tuple[Path, str] | None:
     return None
 
 
+@contextlib.contextmanager
+def weights_only_loads():
+    """Within it every ``torch.load`` loads weights only, whatever its caller asks: PyG's
+    ``fs.torch_load`` retries a refused load with full unpickling, which would run the code a planted
+    ``processed/*.pt`` holds. A refused file then fails like a damaged one and is rebuilt from raw/."""
+    import torch
+
+    original = torch.load
+
+    def load(*args, weights_only=None, **kwargs):
+        return original(*args, weights_only=True, **kwargs)
+
+    torch.load = torch.serialization.load = load
+    try:
+        yield
+    finally:
+        torch.load = torch.serialization.load = original
+
+
 def load_or_rebuild(name: str, load: Callable, folder: Path, files: list[str]):
-    """``load()``; damaged processed files are rebuilt from the raw ones (with a warning), and a
-    damaged raw file is one paragraph naming it instead of the loader's traceback."""
+    """``load()``; damaged processed files (or ones that do not load weights-only: never unpickled)
+    are rebuilt from the raw ones (with a warning), and a damaged raw file is one paragraph naming it
+    instead of the loader's traceback."""
+    load = _weights_only(load)
     try:
         return load()
     except Exception as exc:  # loaders pass on whatever pandas, gzip or torch.load raise
@@ -146,6 +168,13 @@ def load_or_rebuild(name: str, load: Callable, folder: Path, files: list[str]):
     raise CorruptFileError(f"Dataset {name!r}: the files in {folder} could not be read "
                            f"({type(error).__name__}: {first}). Check them against the dataset's "
                            f"release (expected: {', '.join(files)}).") from error
+
+
+def _weights_only(load: Callable) -> Callable:
+    def safely():
+        with weights_only_loads():
+            return load()
+    return safely
 
 
 def missing_dataset(name: str, family: str, folder: str, expected: list[str], cause: BaseException) -> ConfigError:

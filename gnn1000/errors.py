@@ -62,6 +62,15 @@ def check_positive_ints(owner: str, **values) -> None:
             raise ConfigError(f"{owner}.{arg}={value!r} must be a positive integer.")
 
 
+def check_bools(owner: str, **values) -> None:
+    """Raise a ConfigError naming ``owner.arg`` for the first value that is not True or False: a
+    quoted 'False' is a non-empty string, which Python would take as true."""
+    for arg, value in values.items():
+        if not isinstance(value, bool):
+            hint = f" (write {value.strip().capitalize()} without quotes in gin)" if isinstance(value, str) and \
+                value.strip().lower() in ("true", "false") else ""
+            raise ConfigError(f"{owner}.{arg}={value!r} is not allowed: it must be True or False{hint}.")
+
 
 class RunDirError(Gnn1000Error):
     """A run directory that belongs to another run, or is locked by a running process."""

@@ -23,7 +23,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 from torch_geometric.loader import DataLoader
 
-from gnn1000 import checkpoint, guard, logs, memory, precision, recorded, reproducibility, resume
+from gnn1000 import checkpoint, guard, logs, memory, precision, recorded, reproducibility, resume, safefs
 from gnn1000.data import SPLITS, GraphTaskData, NodeTaskData, depth_ceiling
 from gnn1000.errors import ConfigError, Gnn1000Error
 from gnn1000.protocols import EpochAware, Sampler
@@ -254,6 +254,7 @@ class Experiment:
         self.loggers: list = []
         self.metric = self.task.metric
         self.epoch = 0
+        self.run_id: str | None = None  # set when the run starts or resumes (RunDir.new_identity)
         self.best: dict | None = None
         self.history: list[dict] = []
 
@@ -382,7 +383,7 @@ class Experiment:
         return record[key] < self.best[key]
 
     def _state(self) -> dict:
-        return {"epoch": self.epoch, "model": self.model.state_dict(),
+        return {"epoch": self.epoch, "run_id": self.run_id, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "rng": checkpoint.rng_state(),
                 "best": self.best, "history": self.history,  # records committed with the weights
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
@@ -391,9 +392,9 @@ class Experiment:
 
     def restore(self, state: dict) -> None:
         """Continue from a checkpoint's state (loaded on the CPU: RNG states must stay there)."""
-        self.model.load_state_dict(state["model"])
+        checkpoint.load_model(self.model, state["model"], self.run.last)
         if self.averaged is not None:
-            self.averaged.load_state_dict(state["averaged"])
+            checkpoint.load_model(self.averaged, state["averaged"], self.run.last)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -408,16 +409,15 @@ class Experiment:
         """The weights a checkpoint scored: best.pt keeps them as its model; last.pt keeps the trained
         weights and, with ``ema_decay``, their average, which evaluation scores."""
         state = checkpoint.load(path, map_location=self.device)
+        self.run.check_belongs(state, path)
         if self.averaged is not None and state.get("averaged") is not None:
-            self.averaged.load_state_dict(state["averaged"])
+            checkpoint.load_model(self.averaged, state["averaged"], path)
         else:
-            self.evaluated.load_state_dict(state["model"])
+            checkpoint.load_model(self.evaluated, state["model"], path)
 
     def write_config(self) -> None:
-        self.run.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.run.config.with_name(".config.gin.tmp")
-        tmp.write_text(resume.config_header(self.run.read_resumes()) + self.config_text)
-        tmp.replace(self.run.config)
+        safefs.write_atomic(self.run.config,
+                            (resume.config_header(self.run.read_resumes()) + self.config_text).encode())
 
     def fit(self, resume: bool = False) -> dict:
         """Train to ``epochs`` (continuing from the last checkpoint if ``resume``); return the summary."""
@@ -430,6 +430,7 @@ class Experiment:
             self._resume()
         else:
             self.run.claim()  # locked for this process's life; refuses a folder another run took
+            self.run_id = self.run.new_identity()
             self.write_config()
             self.run.write_metrics([])
         bar = tqdm(total=self.cfg.epochs, initial=self.epoch, desc="training", unit="epoch", dynamic_ncols=True,
@@ -474,8 +475,11 @@ class Experiment:
         except FileNotFoundError:
             raise ConfigError(f"Cannot resume {self.run.path}: it has no checkpoint yet ({self.run.last}); "
                               f"no epoch finished. Start it again with --overwrite.") from None
+        self.run.check_belongs(state, used)
+        self.run_id = self.run.identity()
         resume.check_epochs(self.cfg.epochs, state["epoch"], self.run.path)
         self.restore(state)
+        self._reconcile_best()
         resume.apply_to_optimizer(self.optimizer, self.scheduler, self.cfg.lr, self.cfg.weight_decay)
         on_disk = self.run.read_metrics()  # warns about a torn last line before it is rewritten
         if not self.history:  # a checkpoint from before records travelled with it
@@ -502,12 +506,13 @@ class Experiment:
         self._step_scheduler(record)
         record["seconds"] = time.perf_counter() - start
         record["step_memory_mb"] = memory.used_mb(self.device, before)
-        if self._is_better(record):
+        better = self._is_better(record)
+        if better:
             self.best = record
-            checkpoint.save(self.run.best, {"epoch": self.epoch, "model": self.evaluated.state_dict()},
-                            keep_previous=False)
         self.history.append(record)
         checkpoint.save(self.run.last, self._state())  # the record is committed here...
+        if better:  # ...before best.pt: a kill between the two leaves a best.pt the resume rebuilds
+            self._save_best()
         self.run.append_metrics(record)  # ...and mirrored here; resume rebuilds it from the checkpoint
         for logger in self.loggers:
             logger.log(record)
@@ -517,6 +522,20 @@ class Experiment:
                  f"test {m} {record[f'test_{m}']:.4f} | {record['seconds']:.1f}s | "
                  f"{memory.LABEL[self.device.type]} {record['step_memory_mb']:.0f} MB")
         return record
+
+    def _save_best(self) -> None:
+        checkpoint.save(self.run.best, {"epoch": self.epoch, "run_id": self.run_id,
+                                        "model": self.evaluated.state_dict()}, keep_previous=False)
+
+    def _reconcile_best(self) -> None:
+        """After a restore: when the records' best epoch is the restored one but best.pt is not from it
+        (a kill after last.pt, before best.pt), best.pt is rewritten from the restored weights."""
+        if self.best is None or self.best["epoch"] != self.epoch:
+            return
+        if checkpoint.recorded_epoch(self.run.best) != self.epoch:
+            self._save_best()
+            self.log(f"best.pt did not hold epoch {self.epoch}, the best one the records name; rewritten "
+                     f"from the checkpoint of that epoch")
 
     def _step_scheduler(self, record: dict) -> None:
         if isinstance(self.scheduler, ReduceLROnPlateau):
@@ -547,7 +566,7 @@ class Experiment:
             summary["depth_ceiling"] = ceiling
             summary["shallow_ceiling"] = depth_ceiling(self.data, 3)
         # default=repr: resolve() lets a config hold a class or factory instead of a registry name
-        self.run.summary.write_text(json.dumps(summary, indent=2, default=repr) + "\n")
+        safefs.write_atomic(self.run.summary, (json.dumps(summary, indent=2, default=repr) + "\n").encode())
         return summary
 
 

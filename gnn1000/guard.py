@@ -48,6 +48,14 @@ def stop(run, what: str, value, epoch: int, step: int | str, lr: float) -> NonFi
     shown = f"{value:g}" if isinstance(value, float) else str(value)
     lower = f"{lr / 10:g}" if isinstance(lr, (int, float)) and math.isfinite(lr) else "0.001"
     kept = finite_checkpoint(run.last)
+    if epoch == 1 and step == 0 and what in ("loss", "gradient norm"):
+        # no optimizer step has been taken: the initial weights, not the learning rate, produced it
+        return NonFiniteLossError(
+            f"Training stopped: the {what} is {shown} in epoch 1, batch 0, before any optimizer step, so the "
+            f"learning rate is not the cause: the model's output overflows with its initial weights. Under "
+            f"experiment.precision = '16' try '32' or 'bf16'; otherwise check the scale of the input features "
+            f"and the model's depth or width (e.g. a branch_scale, or a norm), then start again: gnn1000 train "
+            f"{run.config} --run-dir {run.path} --overwrite --bind ...")
     if kept is not None:
         path, done = kept
         way = (f"The last good checkpoint is {path} (epoch {done}); every tensor in it is finite. Continue "

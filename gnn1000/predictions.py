@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from gnn1000 import safefs
 from gnn1000.data import SPLITS
 from gnn1000.errors import ConfigError
 from gnn1000.extras import require
@@ -58,12 +59,11 @@ def table(logits: torch.Tensor, data) -> pd.DataFrame:
 def write(frame: pd.DataFrame, path: Path) -> None:
     if path.suffix not in FORMATS:
         raise ConfigError(f"--out {path}: write predictions to a {' or '.join(FORMATS)} file (chosen by extension).")
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".parquet":
         require("pyarrow", "parquet", "Writing predictions as Parquet")
-        frame.to_parquet(path, index=False)
-    else:
-        frame.to_csv(path, index=False)
+        safefs.write_atomic(path, lambda f: frame.to_parquet(f, index=False))
+    else:  # whole or not at all, and never through a link planted in the run directory
+        safefs.write_atomic(path, lambda f: frame.to_csv(f, index=False))
 
 
 def ogb_test_submission(logits: torch.Tensor, data, path: Path) -> Path | None:
@@ -76,5 +76,6 @@ def ogb_test_submission(logits: torch.Tensor, data, path: Path) -> Path | None:
     test_logits = logits.detach().float().cpu()[test.cpu()]
     y_pred = test_logits.argmax(-1, keepdim=True) if task.type == "multiclass" else test_logits
     out = path.with_name(f"{path.stem}.ogb-test.npz")
-    np.savez_compressed(out, y_pred=y_pred.numpy(), index=test.cpu().numpy(), dataset=task.ogb_name)
+    safefs.write_atomic(out, lambda f: np.savez_compressed(f, y_pred=y_pred.numpy(), index=test.cpu().numpy(),
+                                                          dataset=task.ogb_name))
     return out

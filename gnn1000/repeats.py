@@ -18,12 +18,13 @@ import json
 import logging
 import shlex
 import statistics
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import gin
 
-from gnn1000 import reproducibility
+from gnn1000 import reproducibility, safefs
 from gnn1000.errors import ConfigError
 
 MANIFEST = "repeats.json"
@@ -90,6 +91,16 @@ def is_repeated_run(path: Path | str) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
+def refuse_parent(path: Path | str, command: str) -> None:
+    """``evaluate``/``predict``/``plot`` score one model: a --seeds/--folds parent is pointed at its runs."""
+    if not is_repeated_run(path):
+        return
+    runs = sorted(p.name for p in Path(path).iterdir() if p.is_dir() and (p / "config.gin").is_file())
+    shown = ", ".join(str(Path(path) / name) for name in runs[:3]) + (", ..." if len(runs) > 3 else "")
+    raise ConfigError(f"{path} holds repeated runs (--seeds/--folds), one model each: give {command} one of "
+                      f"them ({shown or 'none has started yet'}); their mean and std are in {Path(path) / 'summary.json'}.")
+
+
 def _repeats(run_dir: Path, manifest: dict) -> list[Repeat]:
     return [Repeat(label, bindings, run_dir / label) for label, bindings in manifest["repeats"]]
 
@@ -106,9 +117,9 @@ def train_repeats(run_dir: Path | str, manifest: dict, *, progress: bool = True,
     parent.lock()  # one repeated run at a time in this folder, as for a single run
     try:
         base = gin.config_str()  # every repeat's shared bindings as they are now (a resume may change some)
-        (run_dir / "config.gin").write_text(base)
+        safefs.write_atomic(run_dir / "config.gin", base.encode())  # never through a planted link
         if not (run_dir / MANIFEST).is_file():
-            (run_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+            safefs.write_atomic(run_dir / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
         for repeat in _repeats(run_dir, manifest):
             gin.clear_config()
             gin.parse_config([base, *repeat.bindings])
@@ -152,7 +163,8 @@ def write_summary(run_dir: Path | str) -> dict:
             raise ConfigError(f"{repeat.path} has no summary.json: {repeat.label} has not finished; "
                               f"continue with 'gnn1000 train --resume {run_dir}'.")
         first = first or summary
-        rows.append({"label": repeat.label, **_metrics(summary)})
+        rows.append({"label": repeat.label, **_metrics(summary),
+                     "epochs_set": (summary.get("config") or {}).get("epochs", summary.get("epochs"))})
     keys = ("test_at_best_valid", "best_valid", "final_test", "final_valid", "seconds")
     result = {
         "metric": first["metric"], "dataset": first.get("dataset_name", first.get("dataset")),
@@ -163,7 +175,15 @@ def write_summary(run_dir: Path | str) -> dict:
         "std_of": {k: statistics.stdev(r[k] for r in rows) if len(rows) > 1 else None for k in keys},
         "environment": reproducibility.environment(gin_config.source() or run_dir / "config.gin"),
     }
-    (run_dir / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
+    lengths = {r["label"]: r["epochs_set"] for r in rows}
+    if len(set(lengths.values())) > 1:  # e.g. one seed resumed for more epochs on its own
+        result["trained_alike"] = False
+        result["note"] = (f"the repeats were trained for different numbers of epochs "
+                          f"({', '.join(f'{k}: {v}' for k, v in lengths.items())}); the mean and std mix them. "
+                          f"Resume the shorter ones with --bind 'experiment.epochs = {max(lengths.values())}' "
+                          f"to compare like with like.")
+        warnings.warn(f"{run_dir}: {result['note']}", stacklevel=2)
+    safefs.write_atomic(run_dir / "summary.json", (json.dumps(result, indent=2) + "\n").encode())
     return result
 
 

@@ -16,7 +16,8 @@ import warnings
 from datetime import datetime
 from pathlib import Path
 
-from gnn1000.errors import ConfigError, RunDirError
+from gnn1000 import safefs
+from gnn1000.errors import ConfigError, CorruptFileError, RunDirError
 
 try:
     import fcntl
@@ -26,6 +27,8 @@ except ImportError:  # Windows: RunDir.lock falls back to filelock, so the CLI s
 # Paths this process holds the lock of: flock locks conflict between two descriptors of one process.
 _HELD: dict[Path, object] = {}  # a descriptor (flock) or a filelock.FileLock
 RUN_FILES = ("config.gin", "metrics.jsonl", "summary.json", "checkpoints")
+# Other files gnn1000 writes in a run directory.
+OWN_FILES = (".lock", "run-id", "resumes.jsonl", "predictions.csv", "predictions.parquet", "curves.png")
 
 
 class RunDir:
@@ -40,6 +43,7 @@ class RunDir:
         self.last = self.path / "checkpoints" / "last.pt"
         self.best = self.path / "checkpoints" / "best.pt"
         self.lock_file = self.path / ".lock"
+        self.identity_file = self.path / "run-id"
 
     @classmethod
     def new(cls, config_name: str, base: Path = Path("runs")) -> RunDir:
@@ -50,15 +54,40 @@ class RunDir:
             name = f"{config_name.replace('/', '-')}-{stamp}-{n}"
         return cls(base / name)
 
+    @staticmethod
+    def _followed(path: Path | str, option: str) -> Path:
+        """A run directory given as a symlink to a folder is its target; a dangling link is refused."""
+        path = Path(path)
+        if path.is_symlink():
+            if not path.exists():
+                raise ConfigError(f"{option} {str(path)!r} is a symbolic link to {os.readlink(path)}, which does "
+                                  f"not exist; point it at an existing folder or give a plain path.")
+            return path.resolve()
+        return path
+
+    def refuse_links(self) -> None:
+        """No file gnn1000 reads or writes in the run is a symlink: a planted one could make it overwrite
+        a file outside the run or adopt another run's checkpoint. One paragraph names the first."""
+        names = [self.path / name for name in (*RUN_FILES, *OWN_FILES)]
+        folder = self.path / "checkpoints"
+        if folder.is_dir() and not folder.is_symlink():
+            names += sorted(folder.iterdir())
+        names += [p for p in (sorted(self.path.glob(".*")) if self.path.is_dir() else [])]
+        for name in names:
+            safefs.refuse_symlink(name, f"in the run directory {self.path}")
+
     @classmethod
     def existing(cls, path: Path | str) -> RunDir:
         """A run to resume or evaluate: a folder with a config.gin that holds settings."""
-        run = cls(Path(path))
+        if str(path) == "":
+            raise ConfigError("The run directory is an empty string; give the path of a run directory.")
+        run = cls(cls._followed(path, "The run directory"))
         if not run.path.is_dir():
             what = "is a file, not a run directory" if run.path.exists() else "does not exist"
             raise ConfigError(f"Run directory {str(path)!r} {what}.")
         if not run.config.is_file():
             raise ConfigError(f"{str(path)!r} is not a gnn1000 run directory: it has no config.gin.")
+        run.refuse_links()
         text = run.config.read_bytes()
         if not any(line.strip() and not line.lstrip().startswith(b"#") for line in text.splitlines()):
             raise ConfigError(f"{run.config} is empty: it should hold the run's operative gin config, "
@@ -69,7 +98,10 @@ class RunDir:
     @classmethod
     def for_new_run(cls, path: Path | str, overwrite: bool = False) -> RunDir:
         """``--run-dir``: a folder that holds no run yet; with ``overwrite`` an old run is moved aside."""
-        run = cls(Path(path))
+        if str(path) == "":
+            raise ConfigError("--run-dir is an empty string; give a folder path, or leave --run-dir out "
+                              "for runs/<config>-<timestamp>.")
+        run = cls(cls._followed(path, "--run-dir"))
         if run.path.exists() and not run.path.is_dir():
             raise ConfigError(f"--run-dir {str(path)!r} is an existing file, not a folder; "
                               f"choose a folder path (it is created if missing).")
@@ -106,11 +138,18 @@ class RunDir:
         key = self.path.resolve()
         if key in _HELD:
             return
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise safefs.failure(exc, "create the run directory", self.path) from None
+        self.refuse_links()
         if fcntl is None:
             _HELD[key] = self._lock_without_flock()
             return
-        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | safefs.NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise safefs.failure(exc, "open the lock file", self.lock_file) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -155,7 +194,7 @@ class RunDir:
         """Remove what a new run wrote before failing in its first epoch: no checkpoint, no work."""
         if self.last.exists() or any(self.path.glob("checkpoints/*")):
             return
-        for path in (self.config, self.metrics, self.resumes, self.lock_file):
+        for path in (self.config, self.metrics, self.resumes, self.identity_file, self.lock_file):
             path.unlink(missing_ok=True)
         self.release()
         for folder in (self.path / "checkpoints", self.path):
@@ -163,6 +202,32 @@ class RunDir:
                 folder.rmdir()
             except OSError:
                 pass  # not empty: someone else's files stay
+
+    # -- identity: a checkpoint belongs to its run -------------------------------------------------
+
+    def new_identity(self) -> str:
+        """A new run's random id, written beside its records and into each of its checkpoints."""
+        import uuid
+
+        identity = uuid.uuid4().hex
+        safefs.write_atomic(self.identity_file, f"{identity}\n".encode())
+        return identity
+
+    def identity(self) -> str | None:
+        """This run's id; None for a run from before ids were recorded."""
+        try:
+            return self.identity_file.read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def check_belongs(self, state: dict, path: Path) -> None:
+        """Refuse a checkpoint another run wrote (copied or linked in): its history would replace this one's."""
+        own, theirs = self.identity(), state.get("run_id")
+        if own and theirs and own != theirs:
+            raise CorruptFileError(
+                f"Checkpoint {path} belongs to another run (run id {theirs}; {self.path} is run {own}, see its "
+                f"run-id file): it was copied or linked in, and using it would put that run's weights and "
+                f"history in this one. Restore this run's own checkpoint, or evaluate the other run itself.")
 
     # -- records ---------------------------------------------------------------------------------
 
@@ -174,7 +239,10 @@ class RunDir:
         records = []
         for i, line in enumerate(lines):
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
+                if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+                    raise json.JSONDecodeError("not an epoch record", line, 0)
+                records.append(record)
             except json.JSONDecodeError:
                 if i < len(lines) - 1:
                     raise ConfigError(f"{self.metrics} line {i + 1} is not JSON ({line[:60]!r}); only its "
@@ -187,13 +255,10 @@ class RunDir:
 
     def write_metrics(self, records: list[dict]) -> None:
         """Replace metrics.jsonl whole (temporary file and rename)."""
-        tmp = self.metrics.with_name(".metrics.jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-        os.replace(tmp, self.metrics)
+        safefs.write_atomic(self.metrics, "".join(json.dumps(r) + "\n" for r in records).encode())
 
     def append_metrics(self, record: dict) -> None:
-        with open(self.metrics, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        safefs.append_line(self.metrics, json.dumps(record) + "\n")
 
     def read_resumes(self) -> list[dict]:
         if not self.resumes.is_file():
@@ -201,5 +266,4 @@ class RunDir:
         return [json.loads(line) for line in self.resumes.read_text().splitlines() if line.strip()]
 
     def record_resume(self, entry: dict) -> None:
-        with open(self.resumes, "a") as f:
-            f.write(json.dumps(entry, default=repr) + "\n")
+        safefs.append_line(self.resumes, json.dumps(entry, default=repr) + "\n")

@@ -180,7 +180,7 @@ def test_two_workers_match_one_process_over_three_epochs(uninterrupted, tmp_path
     assert [(epoch, path) for epoch, path, _ in seen] == [(1, run.resolve()), (2, run.resolve()), (3, run.resolve())]
     assert [len(text.splitlines()) for _, _, text in seen] == [1, 2, 3]
     # rank 0's run only: no other rank's files, no lock left by a worker
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.gin", "metrics.jsonl", "summary.json"]
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.gin", "metrics.jsonl", "run-id", "summary.json"]
 
 
 def test_a_worker_lost_mid_run_restarts_from_the_last_checkpoint(uninterrupted, ray_cpus, tmp_path):

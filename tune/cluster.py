@@ -20,11 +20,31 @@ def check_address(address: str | None) -> None:
     if not host or not port.isdigit():
         raise ConfigError(f"--address {address!r} is not HOST:PORT (or 'auto', 'local', ray://HOST:PORT).")
     try:
-        socket.create_connection((host, int(port)), timeout=5).close()
+        with socket.create_connection((host, int(port)), timeout=5) as connection:
+            reply = _http2_reply(connection)
     except OSError as exc:
         raise ConfigError(f"--address {address}: no Ray head answers at {host}:{port} "
                           f"({exc.strerror or exc}). Check the address, start a head there with "
                           f"'ray start --head --port {port}', or leave --address out to run a local Ray.") from None
+    if len(reply) < 4 or reply[3] != _SETTINGS:  # Ray would retry against it without end
+        heard = f"it replied {reply[:24]!r}" if reply else "it sent nothing back within 5 s"
+        raise ConfigError(f"--address {address}: something listens at {host}:{port}, but it is not a Ray head "
+                          f"({heard}; a Ray head speaks gRPC). Check the port (a head's is 6379 unless "
+                          f"'ray start --port' chose another), or leave --address out to run a local Ray.")
+
+
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # + empty SETTINGS
+_SETTINGS = 0x04
+
+
+def _http2_reply(connection: socket.socket) -> bytes:
+    """The first bytes a server sends after an HTTP/2 client preface: a gRPC server (Ray's GCS)
+    answers with a SETTINGS frame at once; a plain HTTP server with text, or nothing."""
+    connection.sendall(_PREFACE)
+    try:
+        return connection.recv(64)
+    except TimeoutError:
+        return b""
 
 
 @contextlib.contextmanager

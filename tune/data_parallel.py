@@ -219,12 +219,16 @@ def train_with_workers(run, *, resume: bool, workers: int, gpus_per_worker: floa
 
     gpus = gpus_per_worker or 0.0
     config_text = gin.config_str()
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if address is None and workers > cpus:  # a local Ray sized past the real CPUs would start them all, starved
+        raise ConfigError(f"--workers {workers}: this machine gives gnn1000 {cpus} CPU{'s' if cpus != 1 else ''}, and "
+                          f"each worker needs one; use --workers {cpus} or fewer, or join a cluster with --address.")
     if resume:
         run.lock()
     else:
         run.claim()  # this process holds the run directory; the workers write scratch copies
     try:
-        with ray_session(address or "local", num_cpus=max(os.cpu_count() or 1, workers)):
+        with ray_session(address or "local", num_cpus=cpus):
             print(f"training on {workers} Ray Train workers ({gpus:g} GPU and 1 CPU each); "
                   f"Ray Train storage: {storage or run.path.resolve().parent / 'ray-train'}", flush=True)
             fit_data_parallel(config_text, run.path, workers=workers, gpus_per_worker=gpus, storage=storage,

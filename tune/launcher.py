@@ -26,6 +26,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from gnn1000 import config as gin_config
 from gnn1000 import registry
+from gnn1000 import safefs
 from gnn1000.errors import ConfigError
 from gnn1000.extras import require
 from gnn1000.task import METRICS
@@ -165,6 +166,8 @@ def latest_search_dir(root: str, name: str) -> str:
     if not found:
         raise ConfigError(f"--resume: no search {name!r} to resume under {root} (looked for {name}-<timestamp>/). "
                           "Give the same --storage as the interrupted search.")
+    if "://" not in root:  # Ray unpickles the search's state: only from a folder nobody else wrote
+        safefs.check_private_tree(found[-1], "a search", "--resume")
     return found[-1]
 
 

@@ -11,6 +11,8 @@ import os
 import shutil
 from pathlib import Path
 
+from gnn1000 import safefs
+
 LOCK = ".lock"  # the writer's flock file: never copied over a lock another process holds
 
 
@@ -40,5 +42,6 @@ def mirror(saved: Path, run_dir: Path) -> None:
         target = run_dir / source.relative_to(saved)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.mirror")
-        shutil.copyfile(source, tmp)
+        with open(source, "rb") as src, os.fdopen(safefs.open_temporary(tmp), "wb") as dst:  # never via a link
+            shutil.copyfileobj(src, dst)
         os.replace(tmp, target)

@@ -16,9 +16,14 @@ from gnn1000.nn.resolver import ModuleSpec, build_norm, build_operator, pick_sta
 READOUTS = {"mean": global_mean_pool, "sum": global_add_pool, "max": global_max_pool}
 
 
-def check_dropout(dropout: float) -> float:
+def check_dropout(dropout: float, name: str = "dropout", owner: str = "") -> float:
+    """``dropout`` as a float in [0, 1); the error names the option (``owner.name``) and the value."""
+    key = f"{owner}.{name}" if owner else name
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+        hint = " (write it without quotes in gin)" if isinstance(dropout, str) else ""
+        raise ConfigError(f"{key}={dropout!r} is not a number; it must be a number in [0, 1){hint}.")
     if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"dropout={dropout} is out of range; it must be in [0, 1).")
+        raise ConfigError(f"{key}={dropout} is out of range; it must be in [0, 1).")
     return float(dropout)
 
 
@@ -187,6 +192,28 @@ class OutputHead(torch.nn.Module):
 def check_sizes(name: str, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int) -> None:
     check_positive_ints(name, in_channels=in_channels, hidden_channels=hidden_channels,
                         out_channels=out_channels, num_layers=num_layers)
+
+
+# A lower bound on what one block costs beyond its weights: the modules' Python objects.
+_BLOCK_OVERHEAD_BYTES = 4096
+
+
+def check_depth_fits(name: str, num_layers: int, width: int, blocks_per_layer: int = 1) -> None:
+    """Refuse, before building anything, a stack whose blocks alone cannot fit in this machine's memory:
+    building 10^9 layers would otherwise grow memory for hours without a word. The estimate is a
+    lower bound (one width x width weight and the module objects per block)."""
+    import os
+
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    needed = num_layers * blocks_per_layer * (4 * width * width + _BLOCK_OVERHEAD_BYTES)
+    if needed > physical:
+        raise ConfigError(f"{name}.num_layers={num_layers:,} with blocks {width} channels wide needs at least "
+                          f"{needed / 2**30:,.1f} GiB for its blocks alone, more than this machine's "
+                          f"{physical / 2**30:,.1f} GiB of memory. Use fewer layers, or weight_tied=True "
+                          f"(one block's weights for every layer).")
 
 
 @contextmanager

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gnn1000.errors import ConfigError
+from gnn1000.errors import ConfigError, check_bools
 from gnn1000.nn.deq import GRADIENTS, DEQ, SolverConvergenceWarning  # noqa: F401  re-exported
 from gnn1000.registry import register
 
@@ -100,6 +100,7 @@ class DEQGNN(torch.nn.Module):
                  edge_dropout: float = 0.0):
         super().__init__()
         check_sizes("deq", in_channels, hidden_channels, out_channels, num_layers)
+        check_bools("deq", injection_norm=injection_norm, weight_norm=weight_norm)
         if gradient not in GRADIENTS:
             raise ConfigError(f"deq.gradient={gradient!r} is not supported; choose one of {', '.join(GRADIENTS)}.")
         if not isinstance(pretrain_epochs, int) or pretrain_epochs < 0:
@@ -109,9 +110,9 @@ class DEQGNN(torch.nn.Module):
         if not init_gain > 0:
             raise ConfigError(f"deq.init_gain={init_gain!r} must be positive (1 keeps the conv's own init).")
         self.num_layers = num_layers
-        self.dropout = check_dropout(dropout)
-        self.input_dropout = check_dropout(input_dropout)  # on the raw features, before the encoder
-        self.edge_dropout = check_dropout(edge_dropout)  # DropEdge, once per forward pass
+        self.dropout = check_dropout(dropout, "dropout", "deq")
+        self.input_dropout = check_dropout(input_dropout, "input_dropout", "deq")  # on the raw features, before the encoder
+        self.edge_dropout = check_dropout(edge_dropout, "edge_dropout", "deq")  # DropEdge, once per forward pass
         self.pretrain_epochs = pretrain_epochs
         self.encoder = torch.nn.Linear(in_channels, hidden_channels)
         self.injection_norm = build_norm(norm, hidden_channels, norm_kwargs) if injection_norm else None

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
-from gnn1000.nn.blocks import (OutputHead, PreActBlock, check_dropout, check_sizes, drop_edges,
+from gnn1000.errors import check_bools
+from gnn1000.nn.blocks import (OutputHead, PreActBlock, check_depth_fits, check_dropout, check_sizes, drop_edges,
                                preserved_buffers)
 from gnn1000.nn.resolver import ModuleSpec, reset
 from gnn1000.registry import register
@@ -57,11 +58,15 @@ class ResGNN(torch.nn.Module):
         super().__init__()
         self.in_channels, self.hidden_channels, self.out_channels = in_channels, hidden_channels, out_channels
         check_sizes("resgnn", in_channels, hidden_channels, out_channels, num_layers)
+        check_bools("resgnn", weight_tied=weight_tied, checkpoint=checkpoint)
+        if not weight_tied:
+            check_depth_fits("resgnn", num_layers, hidden_channels)
+        check_dropout(dropout, "dropout", "resgnn")
         self.num_layers = num_layers
         self.weight_tied = weight_tied
         self.checkpoint = checkpoint
-        self.input_dropout = check_dropout(input_dropout)  # on the raw features, before the encoder
-        self.edge_dropout = check_dropout(edge_dropout)  # DropEdge, once per forward pass
+        self.input_dropout = check_dropout(input_dropout, "input_dropout", "resgnn")  # on the raw features, before the encoder
+        self.edge_dropout = check_dropout(edge_dropout, "edge_dropout", "resgnn")  # DropEdge, once per forward pass
         self.encoder = torch.nn.Linear(in_channels, hidden_channels)
         self.blocks = torch.nn.ModuleList(
             PreActBlock(hidden_channels, hidden_channels, operator=operator, norm=norm, dropout=dropout,

@@ -7,9 +7,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn import GATConv
 
-from gnn1000.errors import ConfigError
-from gnn1000.nn.blocks import (LayerDropoutMasks, OutputHead, PreActBlock, check_dropout, check_sizes,
-                               drop_edges, shared_dropout_mask)
+from gnn1000.errors import ConfigError, check_bools
+from gnn1000.nn.blocks import (LayerDropoutMasks, OutputHead, PreActBlock, check_depth_fits, check_dropout,
+                               check_sizes, drop_edges, shared_dropout_mask)
 from gnn1000.nn.resolver import ModuleSpec
 from gnn1000.nn.reversible import GroupedCoupling, ReversibleStack
 from gnn1000.registry import register
@@ -93,14 +93,17 @@ class RevGNN(torch.nn.Module):
         super().__init__()
         self.in_channels, self.hidden_channels, self.out_channels = in_channels, hidden_channels, out_channels
         check_sizes("revgnn", in_channels, hidden_channels, out_channels, num_layers)
+        check_bools("revgnn", weight_tied=weight_tied, reversible=reversible)
         check_groups(hidden_channels, num_groups)
+        if not weight_tied:
+            check_depth_fits("revgnn", num_layers, hidden_channels // num_groups, num_groups)
         if stream_dtype not in self.STREAM_DTYPES:
             raise ConfigError(f"revgnn: stream_dtype={stream_dtype!r} is not supported; choose 'float64', "
                               f"'float32' or None (the model's dtype).")
         self.num_layers = num_layers
-        self.dropout = check_dropout(dropout)
-        self.input_dropout = check_dropout(input_dropout)  # on the raw features, before the encoder
-        self.edge_dropout = check_dropout(edge_dropout)  # DropEdge, once per forward pass
+        self.dropout = check_dropout(dropout, "dropout", "revgnn")
+        self.input_dropout = check_dropout(input_dropout, "input_dropout", "revgnn")  # on the raw features, before the encoder
+        self.edge_dropout = check_dropout(edge_dropout, "edge_dropout", "revgnn")  # DropEdge, once per forward pass
         if dropout_masks not in self.DROPOUT_MASKS:
             raise ConfigError(f"revgnn: dropout_masks={dropout_masks!r} is not supported; choose 'per_layer' "
                               f"(a fresh mask in every layer) or 'shared' (one mask for every layer).")

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 from torch_geometric.utils import index_to_mask
 
-from gnn1000.dataroot import data_root, load_or_rebuild, missing_dataset, writable_root
+from gnn1000.dataroot import data_root, load_or_rebuild, missing_dataset, weights_only_loads, writable_root
 from gnn1000.errors import ConfigError, CorruptFileError
 from gnn1000.task import METRICS, Task
 
@@ -96,7 +96,8 @@ def open_ogb(name: str, level: str, meta_dict: dict | None = None, **loader_kwar
         dataset = load_or_rebuild(name, lambda: loader(name, **loader_kwargs), root / folder, expected)
     else:
         try:  # not on disk: OGB downloads it into the root (or the cache when the root is read-only)
-            dataset = loader(name, **loader_kwargs)
+            with weights_only_loads():  # a processed file that appeared meanwhile is never unpickled
+                dataset = loader(name, **loader_kwargs)
         except Exception as exc:  # OGB passes on whatever urllib, zipfile or input() raise
             raise missing_dataset(name, FAMILY, folder, expected, exc) from exc
     check_counts(name, dataset, root / folder, meta, level)

@@ -7,7 +7,7 @@ import torch
 from torch_geometric.transforms import Constant, NormalizeFeatures
 
 from gnn1000.data import GraphTaskData, NodeTaskData, random_split
-from gnn1000.dataroot import data_root, load_or_rebuild, missing_dataset, writable_root
+from gnn1000.dataroot import data_root, load_or_rebuild, missing_dataset, weights_only_loads, writable_root
 from gnn1000.errors import ConfigError
 from gnn1000.registry import register
 from gnn1000.task import Task
@@ -23,7 +23,8 @@ def _open(loader, family: str, folder: str, expected: list[str], **kwargs):
     if on_disk:
         return load_or_rebuild(kwargs["name"], lambda: loader(str(root), **kwargs), root / folder, expected)
     try:
-        return loader(str(root), **kwargs)
+        with weights_only_loads():  # a processed file that appeared meanwhile is never unpickled
+            return loader(str(root), **kwargs)
     except Exception as exc:  # PyG passes on whatever urllib or fsspec raise
         raise missing_dataset(kwargs["name"], family, folder, expected, exc) from exc
 
@@ -104,6 +105,9 @@ def tu(name: str | None = None, split: tuple = (0.8, 0.1, 0.1), seed: int = 0,
 
     if not name:
         raise ConfigError("The 'tu' dataset needs a name: bind tu.name = 'MUTAG' (or another TU dataset).")
+    if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
+        raise ConfigError(f"tu.name={name!r} is not a TU dataset name (a name such as 'MUTAG', no path): it "
+                          f"names a folder under the data root and a file on the TU download server.")
     expected = [f"raw/{name}_{f}.txt" for f in ("A", "graph_indicator", "graph_labels")]
     dataset = _open(TUDataset, "tu", name, expected, name=name, use_node_attr=True)
     if folds is not None:

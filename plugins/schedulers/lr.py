@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch.optim import lr_scheduler
 
-from gnn1000.errors import ConfigError
+from gnn1000.errors import ConfigError, check_number, check_positive_ints
 from gnn1000.registry import register
 
 
@@ -24,6 +24,7 @@ def constant(optimizer: torch.optim.Optimizer, *, epochs: int, mode: str = "max"
 def cosine(optimizer: torch.optim.Optimizer, *, epochs: int, mode: str = "max", warmup_epochs: int = 0,
            min_lr: float = 0.0) -> lr_scheduler.LRScheduler:
     """Linear warm-up over ``warmup_epochs`` from 1% of the rate, then cosine decay to ``min_lr``."""
+    check_number("cosine", "min_lr", min_lr, low=0)
     if not isinstance(warmup_epochs, int) or not 0 <= warmup_epochs < epochs:
         raise ConfigError(f"cosine.warmup_epochs={warmup_epochs!r} must be an integer in [0, experiment.epochs={epochs}).")
     decay = lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs - warmup_epochs, eta_min=min_lr)
@@ -37,6 +38,8 @@ def cosine(optimizer: torch.optim.Optimizer, *, epochs: int, mode: str = "max", 
 def step(optimizer: torch.optim.Optimizer, *, epochs: int, mode: str = "max", step_size: int = 30,
          gamma: float = 0.1) -> lr_scheduler.LRScheduler:
     """Multiply the rate by ``gamma`` every ``step_size`` epochs."""
+    check_positive_ints("step", step_size=step_size)
+    check_number("step", "gamma", gamma, low=0, low_open=True)  # <= 0 would zero or negate the rate
     return lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
 
 
@@ -44,4 +47,7 @@ def step(optimizer: torch.optim.Optimizer, *, epochs: int, mode: str = "max", st
 def plateau(optimizer: torch.optim.Optimizer, *, epochs: int, mode: str = "max", factor: float = 0.5,
             patience: int = 10, min_lr: float = 0.0) -> lr_scheduler.ReduceLROnPlateau:
     """Multiply the rate by ``factor`` when the validation score stalls for ``patience`` epochs."""
+    check_number("plateau", "factor", factor, low=0, high=1, low_open=True, high_open=True)
+    check_number("plateau", "patience", patience, low=0, integer=True)
+    check_number("plateau", "min_lr", min_lr, low=0)
     return lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=factor, patience=patience, min_lr=min_lr)
