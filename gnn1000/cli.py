@@ -53,6 +53,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         _print_summary(summary, run)
         return 0
     experiment = build_experiment(run.path, progress=not args.no_progress)
+    if experiment.cfg.compare_step_memory:  # a typo is reported now, not after training
+        from gnn1000.variants import check_variant
+
+        for model in experiment.cfg.compare_step_memory:
+            check_variant(model)
     log.info(f"{experiment.cfg.architecture} on {experiment.data.name}: "
              f"{experiment.num_parameters:,} parameters, device {experiment.device}")
     log.debug(f"settings: {experiment.cfg}")
@@ -107,8 +112,9 @@ def _print_summary(summary: dict, run) -> None:
           f"{depth}{summary['architecture']}, memory {summary['step_memory_mb']:.0f} MB "
           f"({summary['memory_kind']}); results in {run.path}", flush=True)
     if summary.get("depth_ceiling") is not None:
-        print(f"depth ceiling on these test graphs: {summary['depth_ceiling']:.4f} for this {depth}model, "
-              f"{summary['shallow_ceiling']:.4f} for a 3-layer one", flush=True)
+        hops = f" ({summary['hops']} hops)" if summary.get("hops") not in (None, summary["num_layers"]) else ""
+        print(f"depth ceiling on these test graphs: {summary['depth_ceiling']:.4f} for this {depth}model{hops}, "
+              f"{summary['shallow_ceiling']:.4f} for a 3-hop one (a 3-layer ResGNN)", flush=True)
     comparison = summary.get("step_memory_comparison")
     if comparison:
         own, models = comparison["own"], comparison["models"]

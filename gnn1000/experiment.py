@@ -159,9 +159,9 @@ def _bar(iterable, total: int | None, desc: str, disable: bool | None = None):
 
 
 def message_passing_depth(model: torch.nn.Module) -> int | None:
-    """How many hops a model sees: its ``num_layers``, or None when it says its receptive field is
-    unbounded (``unbounded_depth = True``, an equilibrium model)."""
-    return None if getattr(model, "unbounded_depth", False) else getattr(model, "num_layers", None)
+    """How many hops a model sees: its ``hops`` where it says (RevGNN: layers x groups; None for an
+    equilibrium model, whose receptive field is unbounded), else its ``num_layers``."""
+    return model.hops if hasattr(model, "hops") else getattr(model, "num_layers", None)
 
 
 def check_graph_sampler(data, sampler: str) -> None:
@@ -561,8 +561,10 @@ class Experiment:
             "config": asdict(self.cfg),
             "environment": reproducibility.environment(self.config_source),
         }
-        ceiling = depth_ceiling(self.data, message_passing_depth(self.model))
+        hops = message_passing_depth(self.model)
+        ceiling = depth_ceiling(self.data, hops)
         if ceiling is not None:  # the best test score a model of this depth (and a 3-layer one) can reach
+            summary["hops"] = hops
             summary["depth_ceiling"] = ceiling
             summary["shallow_ceiling"] = depth_ceiling(self.data, 3)
         # default=repr: resolve() lets a config hold a class or factory instead of a registry name

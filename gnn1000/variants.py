@@ -30,7 +30,8 @@ SHARED = ("hidden_channels", "operator", "operator_kwargs", "norm", "norm_kwargs
 
 def check_variant(model: str) -> str:
     if model not in VARIANTS:
-        raise ConfigError(f"model {model!r} is not one of {', '.join(VARIANTS)}.")
+        raise ConfigError(f"model {model!r} is not one of {', '.join(VARIANTS)} (the models a depth sweep "
+                          f"or experiment.compare_step_memory can build).")
     return model
 
 

@@ -91,6 +91,27 @@ def test_a_run_records_and_prints_the_ceiling_of_its_depth(tmp_path, capsys):
 
     config.load(run / "config.gin")
     data = load(size=6, num_graphs=4, max_path_length=4, split=(0.5, 0.25, 0.25))
-    assert summary["depth_ceiling"] == depth_ceiling(data, 2) and summary["shallow_ceiling"] == depth_ceiling(data, 3)
-    assert f"depth ceiling on these test graphs: {summary['depth_ceiling']:.4f} for this 2-layer model" \
+    # a RevGNN layer of 2 groups runs its operator twice, each group on the previous group's output: 4 hops
+    assert summary["hops"] == 4 and summary["depth_ceiling"] == depth_ceiling(data, 4)
+    assert summary["shallow_ceiling"] == depth_ceiling(data, 3) < summary["depth_ceiling"]
+    assert f"depth ceiling on these test graphs: {summary['depth_ceiling']:.4f} for this 2-layer model (4 hops)" \
         in capsys.readouterr().out
+
+
+def test_a_revgnn_layer_reaches_one_hop_per_group():
+    from gnn1000 import DEQGNN, ResGNN, RevGNN
+    from gnn1000.experiment import message_passing_depth
+
+    torch.manual_seed(0)
+    x = torch.randn(9, 4)
+    moved = x.clone()
+    moved[0] += 1.0
+    edge_index = torch.tensor([[i for i in range(8)] + [i + 1 for i in range(8)],
+                               [i + 1 for i in range(8)] + [i for i in range(8)]])  # a path 0 - 1 - ... - 8
+    for model, hops in ((RevGNN(4, 48, 3, 2, num_groups=3, operator="sage"), 6),
+                        (ResGNN(4, 48, 3, 2, operator="sage"), 2)):
+        assert message_passing_depth(model) == hops
+        model.eval()
+        changed = (model(moved, edge_index) - model(x, edge_index)).abs().sum(-1) > 0
+        assert changed.nonzero().max().item() == hops  # a change at node 0 reaches exactly that far
+    assert message_passing_depth(DEQGNN(1, 6, 1, 2)) is None

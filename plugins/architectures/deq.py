@@ -87,7 +87,7 @@ class DEQGNN(torch.nn.Module):
     (``pretrain_epochs``) and of the hand-over's warm start; the equilibrium itself has no depth.
     """
 
-    unbounded_depth = True  # the fixed point sees as many hops as its solver iterates
+    hops = None  # unbounded: the fixed point sees as many hops as its solver iterates
 
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int, *,
                  operator: ModuleSpec = "gen", norm: ModuleSpec = "layernorm", dropout: float = 0.0,

@@ -142,6 +142,12 @@ class RevGNN(torch.nn.Module):
                 f"weight_tied={self.stack.weight_tied}, reversible={self.reversible})")
 
     @property
+    def hops(self) -> int:
+        """The receptive field in hops: group i's conv runs on group i-1's output, so one layer of C
+        groups reaches C hops (one per operator application)."""
+        return self.stack.num_layers * self.stack.num_groups
+
+    @property
     def reversible(self) -> bool:
         return self.stack.reversible
 
