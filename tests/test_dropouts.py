@@ -3,6 +3,7 @@ the encoder, and ``edge_dropout`` (DropEdge) on the graph."""
 
 import pytest
 import torch
+from torch_geometric.utils import remove_self_loops
 
 from gnn1000.errors import ConfigError
 from gnn1000.registry import resolve
@@ -43,11 +44,13 @@ def test_input_dropout_defaults_off_and_rejects_bad_values(name):
 
 
 def conv_graphs(model, x, edge_index, edge_attr=None):
-    """The edge_index every graph convolution of one forward pass saw."""
+    """The edge_index every graph convolution of one forward pass saw (without the self-loops GCN's
+    normalisation adds: they are not edges of the input graph)."""
     seen, handles = [], []
     for module in model.modules():
         if type(module).__name__ in ("GCNConv", "GENConv"):
-            handles.append(module.register_forward_pre_hook(lambda _, args: seen.append(args[1].clone())))
+            handles.append(module.register_forward_pre_hook(
+                lambda _, args: seen.append(remove_self_loops(args[1])[0].clone())))
     model(x, edge_index, edge_attr)
     for handle in handles:
         handle.remove()
