@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                          else point["status"])
                 print(f"  {model:<10} {layers:>5} layers: {shown}", flush=True)
     text = table(points)
-    kind = next((p["memory_kind"] for p in points if p.get("memory_kind")), "")
-    title = f"{args.config}: one training step ({kind.replace('the epoch', 'the step')}), {args.epochs} epochs per point"
+    device = next((p["memory_kind"].split()[0] for p in points if p.get("memory_kind")), "")
+    title = f"{args.config}, {args.epochs} epochs per point: one training step's memory ({device})"
     (args.out / "depth.json").write_text(json.dumps({"config": args.config, "epochs": args.epochs,
                                                      "points": points}, indent=2))
     (args.out / "depth.md").write_text(f"{title}\n\n{text}\n")
