@@ -66,13 +66,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         run.release()
     if experiment.cfg.compare_step_memory:
+        from gnn1000 import safefs
         from gnn1000.variants import compare_step_memory
 
-        print(f"measuring one training step of {', '.join(experiment.cfg.compare_step_memory)} at the same "
-              f"depth and width ...", flush=True)
+        log.info(f"measuring one training step of {', '.join(experiment.cfg.compare_step_memory)} at the same "
+                 f"depth and width ...")
         summary = compare_step_memory(run.config, summary, experiment.cfg.compare_step_memory)
-        from gnn1000 import safefs
-
         safefs.write_atomic(run.summary, (json.dumps(summary, indent=2, default=repr) + "\n").encode())
     _print_summary(summary, run)
     return 0
