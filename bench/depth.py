@@ -25,11 +25,10 @@ DEFAULT_MODELS = ("resgnn", "revgnn", "wt-revgnn", "deq")
 
 
 def train_point(config: str, model: str, layers: int, args: argparse.Namespace, run_dir: Path) -> dict:
-    """Train one point with ``gnn1000 train`` in a fresh process; its summary, or why it failed."""
-    from gnn1000 import config as gin_config
+    """Train one point with ``gnn1000 train`` in a fresh process; its summary, or why it failed.
+    The config must be loaded (:func:`gnn1000.variants.variant_bindings` reads its architecture)."""
     from gnn1000.variants import step_memory, variant_bindings
 
-    gin_config.load(config, args.bind)
     bindings = [*args.bind, *variant_bindings(model, layers), f"experiment.epochs = {args.epochs}"]
     cmd = [sys.executable, "-m", "gnn1000", "train", config, "--run-dir", str(run_dir), "--no-progress",
            *[a for b in bindings for a in ("--bind", b)]]
@@ -95,8 +94,11 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gnn1000 import config as gin_config
+
     args = build_parser().parse_args(argv)
     _check(args)
+    gin_config.load(args.config, args.bind)  # once: every point is a variant of this config's model
     args.out.mkdir(parents=True, exist_ok=True)
     points = []
     with tempfile.TemporaryDirectory(prefix="gnn1000-depth-") as scratch:
