@@ -25,7 +25,7 @@ VARIANTS = {"resgnn": ("resgnn", {}), "revgnn": ("revgnn", {}), "wt-resgnn": ("r
             "wt-revgnn": ("revgnn", {"weight_tied": True}), "deq": ("deq", {})}
 #: What a variant keeps of the config's own architecture (where the variant's constructor takes it).
 SHARED = ("hidden_channels", "operator", "operator_kwargs", "norm", "norm_kwargs", "dropout", "input_dropout",
-          "edge_dropout", "branch_scale", "dropout_masks", "num_groups", "stream_dtype")
+          "edge_dropout", "branch_scale", "dropout_masks", "num_groups", "stream_dtype", "residual")
 
 
 def check_variant(model: str) -> str:

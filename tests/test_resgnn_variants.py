@@ -52,3 +52,19 @@ def test_weight_tied_reuses_one_block():
     assert sum(p.numel() for p in tied.parameters()) == sum(p.numel() for p in untied.parameters())
     out = tied(*graph()[:2])
     assert out.shape == (30, OUT)
+
+
+@pytest.mark.parametrize("checkpoint", [False, True], ids=["autograd", "checkpoint"])
+def test_plain_stack_feeds_each_block_only_the_last_output(checkpoint):
+    # GCNII's stack: X_{l+1} = f_l(X_l), with the operator's x0 and beta_l, and no residual sum.
+    torch.manual_seed(0)
+    model = ResGNN(IN, HIDDEN, OUT, 4, operator="gcn2", norm="identity", residual=False, checkpoint=checkpoint)
+    x, edge_index, _ = graph()
+    model.eval()
+    h = x0 = model.encoder(x)
+    for layer, block in enumerate(model.blocks, start=1):
+        h = block(h, edge_index, x0=x0, layer=layer)
+    torch.testing.assert_close(model(x, edge_index), model.head(h))
+    residual = ResGNN(IN, HIDDEN, OUT, 4, operator="gcn2", norm="identity")
+    residual.load_state_dict(model.state_dict())
+    assert not torch.allclose(residual.eval()(x, edge_index), model(x, edge_index))

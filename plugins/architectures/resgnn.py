@@ -1,4 +1,5 @@
-"""ResGNN: the pre-activation residual baseline (DeeperGCN "res+"), X_{l+1} = X_l + f_l(X_l)."""
+"""ResGNN: the pre-activation residual baseline (DeeperGCN "res+"), X_{l+1} = X_l + f_l(X_l), or the
+plain stack X_{l+1} = f_l(X_l) that GCNII uses."""
 
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ class ResGNN(torch.nn.Module):
         weight_tied: Reuse one block's weights in every layer (WT-ResGNN).
         checkpoint: Recompute each block in the backward pass (torch.utils.checkpoint).
         readout: None for node outputs, else 'mean', 'sum' or 'max' pooling per graph.
+        residual: False for the plain stack X_{l+1} = f_l(X_l): GCNII's (its operator keeps the
+            identity inside, through x0 and beta_l), where a residual sum doubles the signal per layer.
 
     Shapes: ``x`` (N, in_channels), ``edge_index`` (2, E), ``edge_attr`` (E, edge_dim),
     ``batch`` (N,) -> (N, out_channels), or (num_graphs, out_channels) with ``readout``.
@@ -54,17 +57,18 @@ class ResGNN(torch.nn.Module):
                  edge_dim: int | None = None, operator_kwargs: dict | None = None,
                  norm_kwargs: dict | None = None, weight_tied: bool = False, checkpoint: bool = False,
                  readout: str | None = None, input_dropout: float = 0.0, branch_scale: float | None = None,
-                 edge_dropout: float = 0.0):
+                 edge_dropout: float = 0.0, residual: bool = True):
         super().__init__()
         self.in_channels, self.hidden_channels, self.out_channels = in_channels, hidden_channels, out_channels
         check_sizes("resgnn", in_channels, hidden_channels, out_channels, num_layers)
-        check_bools("resgnn", weight_tied=weight_tied, checkpoint=checkpoint)
+        check_bools("resgnn", weight_tied=weight_tied, checkpoint=checkpoint, residual=residual)
         if not weight_tied:
             check_depth_fits("resgnn", num_layers, hidden_channels)
         check_dropout(dropout, "dropout", "resgnn")
         self.num_layers = num_layers
         self.weight_tied = weight_tied
         self.checkpoint = checkpoint
+        self.residual = residual
         self.input_dropout = check_dropout(input_dropout, "input_dropout", "resgnn")  # on the raw features, before the encoder
         self.edge_dropout = check_dropout(edge_dropout, "edge_dropout", "resgnn")  # DropEdge, once per forward pass
         self.encoder = torch.nn.Linear(in_channels, hidden_channels)
@@ -96,9 +100,10 @@ class ResGNN(torch.nn.Module):
             block = self.blocks[0 if self.weight_tied else layer]
             if self.checkpoint and torch.is_grad_enabled():
                 # The recomputation in backward must not update BatchNorm's running statistics again.
-                h = h + activation_checkpoint(block, h, edge_index, edge_attr, batch, None, x0, layer + 1,
-                                              use_reentrant=False,
-                                              context_fn=lambda b=block: (nullcontext(), preserved_buffers(b)))
+                out = activation_checkpoint(block, h, edge_index, edge_attr, batch, None, x0, layer + 1,
+                                            use_reentrant=False,
+                                            context_fn=lambda b=block: (nullcontext(), preserved_buffers(b)))
             else:
-                h = h + block(h, edge_index, edge_attr, batch, x0=x0, layer=layer + 1)
+                out = block(h, edge_index, edge_attr, batch, x0=x0, layer=layer + 1)
+            h = h + out if self.residual else out
         return self.head(h, batch)
