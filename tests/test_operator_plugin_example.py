@@ -96,12 +96,18 @@ def plugin_venv(tmp_path_factory, main_env_before) -> PluginVenv:
 
 
 def test_gnn1000_list_shows_the_plugins_operator_and_norm_with_their_distribution(plugin_venv):
-    listed = plugin_venv.gnn1000("list", "operators").stdout + plugin_venv.gnn1000("list", "norms").stdout
-    rows = {line.split()[0]: line for line in listed.splitlines() if line.startswith("  ")}
-    assert f"distribution {DISTRIBUTION} 0.1.0" in rows["gatv2"]
-    assert rows["gatv2"].rstrip().endswith("gnn1000_example_operator.operators:GATv2")
-    assert f"distribution {DISTRIBUTION} 0.1.0" in rows["pairnorm"]
-    assert "built-in" in rows["gen"]  # the built-ins are still there beside it
+    sections: dict[str, dict[str, str]] = {}
+    for line in plugin_venv.gnn1000("list").stdout.splitlines():  # every kind: one interpreter start
+        if line.startswith("  "):
+            rows[line.split()[0]] = line
+        else:
+            rows = sections.setdefault(line.rstrip(":"), {})
+    operators, norms = sections["operators"], sections["norms"]
+    assert f"distribution {DISTRIBUTION} 0.1.0" in operators["gatv2"]
+    assert operators["gatv2"].rstrip().endswith("gnn1000_example_operator.operators:GATv2")
+    assert f"distribution {DISTRIBUTION} 0.1.0" in norms["pairnorm"]
+    assert norms["pairnorm"].rstrip().endswith("gnn1000_example_operator.norms:PairNorm")
+    assert "built-in" in operators["gen"] and "built-in" in norms["layernorm"]  # the built-ins stay beside them
 
 
 def test_gnn1000_train_builds_the_model_from_the_plugins_gin_file(plugin_venv):
