@@ -55,6 +55,8 @@ def main_site_dirs() -> list[str]:
 
 
 class PluginVenv:
+    """The fresh venv with the example installed, and its interpreter run as a user's shell would."""
+
     def __init__(self, root: Path):
         self.root = root
         self.python = str(root / "venv" / "bin" / "python")
@@ -74,6 +76,7 @@ class PluginVenv:
 
 @pytest.fixture(scope="module")
 def main_env_before() -> dict[str, list[str]]:
+    """What this environment holds before the example is installed anywhere."""
     return {site: sorted(os.listdir(site)) for site in main_site_dirs()}
 
 
