@@ -32,3 +32,7 @@ def test_every_example_is_tested_and_listed_in_the_readme():
     for script in EXAMPLES.glob("*.py"):
         assert f"test_{script.stem}" in globals(), f"{script.name} has no test here"
         assert f"examples/{script.name}" in readme, f"README.md does not list {script.name}"
+    for package in EXAMPLES.glob("*/pyproject.toml"):  # example packages: tested in their own file
+        name = package.parent.name
+        assert (Path(__file__).parent / f"test_{name}_example.py").is_file(), f"examples/{name}/ has no test"
+        assert f"examples/{name}/" in readme, f"README.md does not list examples/{name}/"
