@@ -2,7 +2,9 @@
 
 The public API, as plain PyTorch / PyG objects (no gin, no CLI needed)::
 
-    from gnn1000 import RevGNN, ResGNN, DEQGNN, create_model, list_models
+    from gnn1000 import RevGNN, ResGNN, DEQGNN, DeepGNN, create_model, list_models
+
+``DeepGNN`` is their shared shell: subclass it to build your own architecture's stack.
 
 Building blocks are in :mod:`gnn1000.nn`, root finders in :mod:`gnn1000.solvers`. Names are imported
 on first use, so ``import gnn1000`` (and the CLI's start) stays light.
@@ -32,6 +34,7 @@ _EXPORTS = {
     "RevGNN": "gnn1000.plugins.architectures.revgnn",
     "ResGNN": "gnn1000.plugins.architectures.resgnn",
     "DEQGNN": "gnn1000.plugins.architectures.deq",
+    "DeepGNN": "gnn1000.nn.base",
     "create_model": "gnn1000.models",
     "list_models": "gnn1000.models",
 }
@@ -40,6 +43,7 @@ __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:
     from gnn1000.models import create_model, list_models
+    from gnn1000.nn.base import DeepGNN
     from gnn1000.plugins.architectures.deq import DEQGNN
     from gnn1000.plugins.architectures.resgnn import ResGNN
     from gnn1000.plugins.architectures.revgnn import RevGNN

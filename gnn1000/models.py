@@ -1,19 +1,25 @@
 """The paper's named models, defined once: ``create_model(name, ...)`` and ``list_models(pattern)``.
 
-:data:`MODELS` is the one source of truth for these models' architecture and hyper-parameters; each
-shipped ``configs/models/<name>.gin`` binds exactly its entry (a test checks them against each other).
+:data:`MODELS` is the one source of truth for these models' architecture and hyper-parameters: the
+bindings of each shipped ``configs/models/<name>.gin`` are generated from its entry by
+``python -m gnn1000.models`` (only the comment above them is written by hand), and
+``python -m gnn1000.models --check`` (a test) says when a file is not what the table generates.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import importlib.resources
+import inspect
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from gnn1000.errors import UnknownNameError, unknown_name_message
-from gnn1000.registry import resolve
+from gnn1000.registry import gin_name, resolve
 
 
 @dataclass(frozen=True)
@@ -104,4 +110,75 @@ def create_model(name: str, in_channels: int, out_channels: int, **overrides: An
     return resolve("architectures", spec.architecture)(in_channels=in_channels, out_channels=out_channels, **kwargs)
 
 
+# -- the shipped gin fragments, generated from MODELS -------------------------------------------------
+
+GENERATED = ("# Generated from gnn1000.models.MODELS by 'python -m gnn1000.models': change the table, "
+             "not the lines below.")
+
+
+def gin_bindings(name: str) -> list[str]:
+    """The gin bindings that build ``MODELS[name]``: its architecture, arguments and component options."""
+    spec = MODELS[name]
+    arch = gin_name(spec.architecture)
+    lines = [f"experiment.architecture = {spec.architecture!r}", *(f"{arch}.{k} = {v!r}" for k, v in spec.kwargs.items())]
+    for part, options in (("operator", spec.operator_kwargs), ("norm", spec.norm_kwargs)):
+        if options:
+            component = spec.kwargs.get(part) or \
+                inspect.signature(resolve("architectures", spec.architecture)).parameters[part].default
+            lines += [f"{gin_name(component)}.{k} = {v!r}" for k, v in options.items()]
+    return lines
+
+
+def configs_folder() -> Path:
+    """``configs/models`` of this checkout or installed copy."""
+    return Path(str(importlib.resources.files("gnn1000.configs"))) / "models"
+
+
+def _prose(text: str) -> str:
+    """The hand-written comment above a fragment's generated bindings."""
+    if GENERATED in text:
+        return text.split(GENERATED, 1)[0]
+    lines = text.splitlines(keepends=True)
+    end = next((i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")), len(lines))
+    return "".join(lines[:end])
+
+
+def render(name: str, prose: str = "") -> str:
+    """``configs/models/<name>.gin``: ``prose``, then the bindings generated from the table."""
+    head = prose.rstrip("\n") + "\n" if prose.strip() else ""
+    return head + GENERATED + "\n" + "\n".join(gin_bindings(name)) + "\n"
+
+
+def stale_configs(folder: Path | None = None) -> list[str]:
+    """Names whose fragment in ``folder`` is missing or not what :data:`MODELS` generates, and
+    fragments that have no entry in the table."""
+    folder = folder or configs_folder()
+    stale = [name for name in MODELS if not (folder / f"{name}.gin").is_file()
+             or (text := (folder / f"{name}.gin").read_text()) != render(name, _prose(text))]
+    return sorted(stale + [p.stem for p in folder.glob("*.gin") if p.stem not in MODELS])
+
+
+def write_configs(folder: Path | None = None) -> list[str]:
+    """Regenerate every table entry's fragment in ``folder``, keeping each file's comment; the names rewritten."""
+    folder = folder or configs_folder()
+    written = []
+    for name in MODELS:
+        path = folder / f"{name}.gin"
+        old = path.read_text() if path.is_file() else ""
+        new = render(name, _prose(old))
+        if new != old:
+            path.write_text(new)
+            written.append(name)
+    return written
+
+
 __all__ = ["MODELS", "ModelSpec", "create_model", "list_models"]
+
+
+if __name__ == "__main__":
+    if "--check" in sys.argv[1:]:
+        stale = stale_configs()
+        print(f"not generated from gnn1000.models.MODELS: {', '.join(stale)}; run 'python -m gnn1000.models'"
+              if stale else "configs/models is what gnn1000.models.MODELS generates")
+        sys.exit(1 if stale else 0)
+    print("\n".join(f"wrote configs/models/{name}.gin" for name in write_configs()) or "nothing to write")

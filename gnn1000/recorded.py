@@ -5,9 +5,10 @@ that file for the runs the configuration layer builds; for ``Experiment(model, d
 settings, run_dir)`` built by hand this module writes it, without importing gin:
 
 - the architecture and the sampler are named by looking their classes up in the registry;
-- their arguments are read back from the attributes named like their constructor's parameters
-  (PyG's convention: a module keeps its sizes and options), and a rebuild on the meta device checks
-  that those arguments give the trained model's parameter shapes;
+- a :class:`~gnn1000.nn.base.DeepGNN` keeps the arguments it was built with (``model.arguments``);
+  other models' and the sampler's are read back from the attributes named like their constructor's
+  parameters (PyG's convention: a module keeps its sizes and options); a rebuild on the meta device
+  checks that those arguments give the trained model's parameter shapes;
 - the dataset and its options come from ``data.source`` (set by :func:`gnn1000.data.load_dataset`).
 """
 
@@ -21,6 +22,7 @@ import torch
 
 from gnn1000 import registry
 from gnn1000.encoders import Encoded
+from gnn1000.nn.base import DeepGNN
 from gnn1000.settings import ExperimentConfig
 
 # What the configuration layer passes an architecture from the data; every other argument is recorded.
@@ -64,6 +66,15 @@ def arguments(obj, skip: tuple[str, ...] = ()) -> tuple[dict, list[str]]:
     return found, unread
 
 
+def model_arguments(model: torch.nn.Module) -> tuple[dict, list[str]]:
+    """(the architecture's constructor arguments a gin file can hold, the parameters it cannot), less
+    what the configuration layer takes from the data."""
+    if not isinstance(model, DeepGNN):
+        return arguments(model, skip=SIZED_BY_DATA)
+    given = {k: v for k, v in model.arguments.items() if k not in SIZED_BY_DATA}
+    return {k: v for k, v in given.items() if _literal(v)}, [k for k, v in given.items() if not _literal(v)]
+
+
 def _sizes(cls, data) -> dict:
     """What :func:`gnn1000.build.build_model` passes the architecture from the data."""
     sizes = {"in_channels": data.num_features, "out_channels": data.num_outputs, "edge_dim": data.edge_dim}
@@ -102,9 +113,10 @@ def describe(model: torch.nn.Module, data, sampler, settings: ExperimentConfig,
     if architecture is None:
         problems.append(f"{names['architecture']} is not a registered architecture: the CLI cannot rebuild it")
     else:
-        args, unread = arguments(inner, skip=SIZED_BY_DATA)
+        args, unread = model_arguments(inner)
         if unread:
-            lines.append(f"# Not readable from the model, so at their defaults: {', '.join(unread)}.")
+            lines.append(f"# Not readable from the model or not a gin literal, so at their defaults: "
+                         f"{', '.join(unread)}.")
         if not rebuilds(inner, args, data):
             problems.append(f"the {architecture} arguments read back from the model do not rebuild its parameter "
                             f"shapes (unreadable: {', '.join(unread) or 'none'}): the CLI cannot load its weights")

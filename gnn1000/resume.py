@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from gnn1000 import recorded
-from gnn1000.errors import ConfigError
+from gnn1000 import recorded, registry
+from gnn1000.errors import ConfigError, Gnn1000Error
+from gnn1000.settings import ExperimentConfig
 
-# What may change on resume: the loop's length and step, and evaluation (read fresh each epoch).
-# What may change when a trained model is only evaluated (gnn1000 evaluate / predict --bind).
+# What may change when a trained model is only evaluated (gnn1000 evaluate / predict --bind); each
+# sampler adds the options it registers as ``evaluation_options`` (how many views, parts...).
 EVALUATION = (
     "experiment.device", "experiment.precision", "experiment.batch_size",
-    "random_partition.num_views", "random_partition.eval_parts",
     "data.root", "data.cache",
 )
+# What may change on resume: the loop's length and step, and evaluation (read fresh each epoch).
 MUTABLE = (
     "experiment.epochs", "experiment.lr", "experiment.weight_decay", "experiment.grad_clip",
     "experiment.patience", "experiment.loggers", "experiment.deterministic",
@@ -26,8 +27,31 @@ MUTABLE = (
 )
 
 
-# Schedules whose shape is fixed by experiment.epochs when the run starts.
-FITTED_TO_EPOCHS = ("cosine",)
+def _declared(kind: str, name: str, what: str, default=()):
+    """What the plugin registered as ``name`` declared at registration (``register(kind, name, what=...)``)."""
+    try:
+        return registry.entry(kind, name).info.get(what, default)
+    except Gnn1000Error:  # an unknown or broken plugin: the configuration layer names it when it builds
+        return default
+
+
+def evaluation_options(sampler: str) -> tuple[str, ...]:
+    """``<sampler>.<option>`` for each option the sampler declares changes only how it evaluates."""
+    return tuple(f"{registry.gin_name(sampler)}.{option}"
+                 for option in _declared("samplers", sampler, "evaluation_options"))
+
+
+def _sampler_options(config_text: str, keys, source: str) -> tuple[str, ...]:
+    """The evaluation options of the run's sampler and of any sampler ``keys`` name."""
+    samplers = {str(bound_values(config_text, source).get("experiment.sampler", ExperimentConfig.sampler))}
+    samplers |= {entry.name for key in keys for entry in registry.find_by_gin_name(key.rpartition(".")[0], "samplers")}
+    return tuple(option for sampler in sorted(samplers) for option in evaluation_options(sampler))
+
+
+def fitted_to_epochs(scheduler: str) -> bool:
+    """Whether the schedule's shape is fixed by experiment.epochs when the run starts (it declares
+    ``fitted_to_epochs=True`` at registration, as ``cosine`` does)."""
+    return bool(_declared("schedulers", scheduler, "fitted_to_epochs", False))
 
 
 def bound_values(text: str, source: str) -> dict[str, object]:
@@ -64,13 +88,14 @@ def check_bindings(config_text: str, bindings: list[str], source: str, also: tup
     """The settings ``bindings`` change against a run's config.gin, as ``key -> (old, new)``; raise,
     naming each, if any of them may not change on resume (``also``: more that may, e.g. what PBT perturbs)."""
     changes = changed(config_text, "\n".join(bindings), source)
-    mutable = (*MUTABLE, *also)
+    mutable = (*MUTABLE, *_sampler_options(config_text, changes, source), *also)
     refused = [key for key in changes if key not in mutable]
-    scheduled = bound_values(config_text, source).get("experiment.scheduler") in FITTED_TO_EPOCHS
+    scheduler = str(bound_values(config_text, source).get("experiment.scheduler", ExperimentConfig.scheduler))
+    scheduled = fitted_to_epochs(scheduler)
     if scheduled and "experiment.epochs" in changes:
         refused.append("experiment.epochs")  # the restored schedule's decay is fitted to the old length
     if refused:
-        not_epochs = " (not experiment.epochs: a cosine schedule is fitted to it)" if scheduled else ""
+        not_epochs = f" (not experiment.epochs: a {scheduler} schedule is fitted to it)" if scheduled else ""
         listed = "; ".join(f"{key} = {changes[key][1]!r} (the run has {changes[key][0]!r})" for key in refused)
         raise ConfigError(
             f"--resume cannot change {listed}: the checkpoint was made with the run's own value, so the "
@@ -83,12 +108,13 @@ def check_bindings(config_text: str, bindings: list[str], source: str, also: tup
 def check_evaluation_bindings(config_text: str, bindings: list[str], source: str, command: str) -> None:
     """Refuse, naming each, bindings that change anything but how a trained model is evaluated."""
     changes = changed(config_text, "\n".join(bindings), source)
-    refused = [key for key in changes if key not in EVALUATION]
+    evaluation = (*EVALUATION, *_sampler_options(config_text, changes, source))
+    refused = [key for key in changes if key not in evaluation]
     if refused:
         listed = "; ".join(f"{key} = {changes[key][1]!r} (the run has {changes[key][0]!r})" for key in refused)
         raise ConfigError(
             f"{command} --bind cannot change {listed}: the trained weights were made with the run's own "
-            f"value. Only evaluation settings may be bound: {', '.join(EVALUATION)}. To train with another "
+            f"value. Only evaluation settings may be bound: {', '.join(evaluation)}. To train with another "
             f"value, start a new run with 'gnn1000 train {source} --run-dir NEW_DIR --bind ...'.")
 
 

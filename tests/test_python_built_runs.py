@@ -57,7 +57,9 @@ def test_what_cannot_be_read_back_is_said_in_config_gin(tmp_path):
     from gnn1000.settings import ExperimentConfig
 
     data = load_dataset("synthetic-proteins", num_nodes=60, avg_degree=4, num_tasks=2)
-    model = RevGNN(data.num_features, 16, data.num_outputs, 2, num_groups=4)  # not kept as an attribute
+    from torch_geometric.nn import SAGEConv
+
+    model = RevGNN(data.num_features, 16, data.num_outputs, 2, operator=SAGEConv)  # a class: no gin literal
     warned = []
     _, text = recorded.describe(model, data, None, ExperimentConfig(), warned.append)
-    assert "do not rebuild its parameter shapes" in text and "num_groups" in warned[0]
+    assert "do not rebuild its parameter shapes" in text and "operator" in warned[0]

@@ -29,7 +29,8 @@ from gnn1000.errors import ConfigError, check_bools
 from gnn1000.nn.deq import GRADIENTS, DEQ, SolverConvergenceWarning  # noqa: F401  re-exported
 from gnn1000.registry import register
 
-from gnn1000.nn.blocks import OutputHead, check_dropout, check_sizes, drop_edges, shared_dropout_mask
+from gnn1000.nn.base import DeepGNN
+from gnn1000.nn.blocks import shared_dropout_mask
 from gnn1000.nn.resolver import ModuleSpec, build_norm, build_operator, pick_stack_inputs, reset, stack_inputs
 
 HANDOVERS = ("warm_start", "zeros")
@@ -80,13 +81,14 @@ def _weights(module: torch.nn.Module):
 
 
 @register("architectures", "deq")
-class DEQGNN(torch.nn.Module):
+class DEQGNN(DeepGNN):
     """Equilibrium GNN: encoder -> Z* = f(Z*, X) -> output head.
 
     ``num_layers`` is the depth of the unrolled weight-tied model used during warm-up
     (``pretrain_epochs``) and of the hand-over's warm start; the equilibrium itself has no depth.
     """
 
+    config_name = "deq"
     hops = None  # unbounded: the fixed point sees as many hops as its solver iterates
 
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int, *,
@@ -98,8 +100,6 @@ class DEQGNN(torch.nn.Module):
                  input_dropout: float = 0.0, injection_norm: bool = True, init_gain: float = 0.5,
                  weight_norm: bool = False, jac_reg: float = 0.0, handover: str = "warm_start",
                  edge_dropout: float = 0.0):
-        super().__init__()
-        check_sizes("deq", in_channels, hidden_channels, out_channels, num_layers)
         check_bools("deq", injection_norm=injection_norm, weight_norm=weight_norm)
         if gradient not in GRADIENTS:
             raise ConfigError(f"deq.gradient={gradient!r} is not supported; choose one of {', '.join(GRADIENTS)}.")
@@ -109,12 +109,18 @@ class DEQGNN(torch.nn.Module):
             raise ConfigError(f"deq.handover={handover!r} is not supported; choose one of {', '.join(HANDOVERS)}.")
         if not init_gain > 0:
             raise ConfigError(f"deq.init_gain={init_gain!r} must be positive (1 keeps the conv's own init).")
-        self.num_layers = num_layers
-        self.dropout = check_dropout(dropout, "dropout", "deq")
-        self.input_dropout = check_dropout(input_dropout, "input_dropout", "deq")  # on the raw features, before the encoder
-        self.edge_dropout = check_dropout(edge_dropout, "edge_dropout", "deq")  # DropEdge, once per forward pass
+        super().__init__(in_channels, hidden_channels, out_channels, num_layers, operator=operator, norm=norm,
+                         dropout=dropout, edge_dim=edge_dim, operator_kwargs=operator_kwargs,
+                         norm_kwargs=norm_kwargs, readout=readout, input_dropout=input_dropout,
+                         edge_dropout=edge_dropout, solver=solver, bwd_solver=bwd_solver, fwd_tol=fwd_tol,
+                         fwd_max_iter=fwd_max_iter, bwd_tol=bwd_tol, bwd_max_iter=bwd_max_iter,
+                         stop_mode=stop_mode, gradient=gradient, pretrain_epochs=pretrain_epochs,
+                         injection_norm=injection_norm, init_gain=init_gain, weight_norm=weight_norm,
+                         jac_reg=jac_reg, handover=handover)
+
+    def build_stack(self, hidden_channels, num_layers, *, operator, norm, dropout, edge_dim, operator_kwargs,
+                    norm_kwargs, pretrain_epochs, injection_norm, init_gain, weight_norm, handover, **solve):
         self.pretrain_epochs = pretrain_epochs
-        self.encoder = torch.nn.Linear(in_channels, hidden_channels)
         self.injection_norm = build_norm(norm, hidden_channels, norm_kwargs) if injection_norm else None
         block = EquilibriumBlock(hidden_channels, operator=operator, norm=norm, edge_dim=edge_dim,
                                  operator_kwargs=operator_kwargs, norm_kwargs=norm_kwargs)
@@ -123,19 +129,18 @@ class DEQGNN(torch.nn.Module):
         if weight_norm:
             for sub in list(_weights(block.conv1)) + list(_weights(block.conv2)):
                 torch.nn.utils.parametrizations.weight_norm(sub, "weight")
-        self.deq = DEQ(block, solver=solver, bwd_solver=bwd_solver, fwd_tol=fwd_tol, fwd_max_iter=fwd_max_iter,
-                       bwd_tol=bwd_tol, bwd_max_iter=bwd_max_iter, stop_mode=stop_mode, gradient=gradient,
-                       jac_reg=jac_reg, warm_start_steps=num_layers if handover == "warm_start" else 0)
-        self.head = OutputHead(hidden_channels, out_channels, norm=norm, dropout=dropout, readout=readout,
-                               norm_kwargs=norm_kwargs)
+        self.deq = DEQ(block, **solve, warm_start_steps=num_layers if handover == "warm_start" else 0)
         self.register_buffer("epoch", torch.zeros((), dtype=torch.long))
 
-    def reset_parameters(self) -> None:
+    def reset_stack(self) -> None:
         """Fresh weights, with the first conv scaled by ``init_gain`` again (the contractive start)."""
-        for module in (self.encoder, self.injection_norm, self.block, self.head):
+        for module in (self.injection_norm, self.block):
             if module is not None:
                 reset(module)
         _scale(self.block.conv1, self.init_gain)
+
+    def repr_options(self) -> dict:
+        return {"gradient": self.deq.gradient, "pretrain_epochs": self.pretrain_epochs}
 
     @property
     def block(self) -> EquilibriumBlock:
@@ -169,18 +174,12 @@ class DEQGNN(torch.nn.Module):
 
     # -- forward --------------------------------------------------------------------------------
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
-                batch: Tensor | None = None) -> Tensor:
+    def run_stack(self, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None, batch: Tensor | None) -> Tensor:
         self.deq.solver_stats = {"forward": None, "backward": None}
-        inj = self.encoder(F.dropout(x, self.input_dropout, self.training))
-        if self.injection_norm is not None:
-            inj = self.injection_norm(inj, batch)
-        # The solve and its implicit backward both use this one graph: f stays one function.
-        edge_index, edge_attr = drop_edges(edge_index, edge_attr, self.edge_dropout, self.training)
+        inj = h if self.injection_norm is None else self.injection_norm(h, batch)
+        # The solve and its implicit backward both use the one graph DropEdge left: f stays one function.
         # One dropout mask for every application of f: f must be the same function at each iterate.
         mask = shared_dropout_mask(inj, self.dropout, self.training)
         if self.warming_up:
-            z = self.deq.unrolled(inj, edge_index, edge_attr, batch, mask, steps=self.num_layers)
-        else:
-            z = self.deq(inj, edge_index, edge_attr, batch, mask)
-        return self.head(z, batch)
+            return self.deq.unrolled(inj, edge_index, edge_attr, batch, mask, steps=self.num_layers)
+        return self.deq(inj, edge_index, edge_attr, batch, mask)

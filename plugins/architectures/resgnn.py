@@ -6,19 +6,18 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
 from gnn1000.errors import check_bools
-from gnn1000.nn.blocks import (OutputHead, PreActBlock, check_depth_fits, check_dropout, check_sizes, drop_edges,
-                               preserved_buffers)
-from gnn1000.nn.resolver import ModuleSpec, reset
+from gnn1000.nn.base import DeepGNN
+from gnn1000.nn.blocks import PreActBlock, check_depth_fits, preserved_buffers
+from gnn1000.nn.resolver import ModuleSpec
 from gnn1000.registry import register
 
 
 @register("architectures", "resgnn")
-class ResGNN(torch.nn.Module):
+class ResGNN(DeepGNN):
     """Residual GNN (DeeperGCN res+): encoder -> ``num_layers`` pre-activation blocks -> output head.
 
     Args:
@@ -58,43 +57,29 @@ class ResGNN(torch.nn.Module):
                  norm_kwargs: dict | None = None, weight_tied: bool = False, checkpoint: bool = False,
                  readout: str | None = None, input_dropout: float = 0.0, branch_scale: float | None = None,
                  edge_dropout: float = 0.0, residual: bool = True):
-        super().__init__()
-        self.in_channels, self.hidden_channels, self.out_channels = in_channels, hidden_channels, out_channels
-        check_sizes("resgnn", in_channels, hidden_channels, out_channels, num_layers)
         check_bools("resgnn", weight_tied=weight_tied, checkpoint=checkpoint, residual=residual)
+        super().__init__(in_channels, hidden_channels, out_channels, num_layers, operator=operator, norm=norm,
+                         dropout=dropout, edge_dim=edge_dim, operator_kwargs=operator_kwargs,
+                         norm_kwargs=norm_kwargs, readout=readout, input_dropout=input_dropout,
+                         edge_dropout=edge_dropout, weight_tied=weight_tied, checkpoint=checkpoint,
+                         branch_scale=branch_scale, residual=residual)
+
+    def build_stack(self, hidden_channels, num_layers, *, weight_tied, checkpoint, branch_scale, residual,
+                    **shared):
         if not weight_tied:
             check_depth_fits("resgnn", num_layers, hidden_channels)
-        check_dropout(dropout, "dropout", "resgnn")
-        self.num_layers = num_layers
         self.weight_tied = weight_tied
         self.checkpoint = checkpoint
         self.residual = residual
-        self.input_dropout = check_dropout(input_dropout, "input_dropout", "resgnn")  # on the raw features, before the encoder
-        self.edge_dropout = check_dropout(edge_dropout, "edge_dropout", "resgnn")  # DropEdge, once per forward pass
-        self.encoder = torch.nn.Linear(in_channels, hidden_channels)
         self.blocks = torch.nn.ModuleList(
-            PreActBlock(hidden_channels, hidden_channels, operator=operator, norm=norm, dropout=dropout,
-                        edge_dim=edge_dim, operator_kwargs=operator_kwargs, norm_kwargs=norm_kwargs,
-                        branch_scale=branch_scale)
+            PreActBlock(hidden_channels, hidden_channels, branch_scale=branch_scale, **shared)
             for _ in range(1 if weight_tied else num_layers)
         )
-        self.head = OutputHead(hidden_channels, out_channels, norm=norm, dropout=dropout, readout=readout,
-                               norm_kwargs=norm_kwargs)
 
-    def reset_parameters(self) -> None:
-        reset(self.encoder)
-        for block in self.blocks:
-            block.reset_parameters()
-        self.head.reset_parameters()
+    def repr_options(self) -> dict:
+        return {"weight_tied": self.weight_tied}
 
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.in_channels}, {self.hidden_channels}, {self.out_channels}, "
-                f"num_layers={self.num_layers}, weight_tied={self.weight_tied})")
-
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
-                batch: Tensor | None = None) -> Tensor:
-        h = self.encoder(F.dropout(x, self.input_dropout, self.training))
-        edge_index, edge_attr = drop_edges(edge_index, edge_attr, self.edge_dropout, self.training)
+    def run_stack(self, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None, batch: Tensor | None) -> Tensor:
         x0 = h if self.blocks[0].needs_x0 else None  # initial-residual operators (GCNII) see the encoded input
         for layer in range(self.num_layers):
             block = self.blocks[0 if self.weight_tied else layer]
@@ -106,4 +91,4 @@ class ResGNN(torch.nn.Module):
             else:
                 out = block(h, edge_index, edge_attr, batch, x0=x0, layer=layer + 1)
             h = h + out if self.residual else out
-        return self.head(h, batch)
+        return h

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn import GATConv
 
 from gnn1000.errors import ConfigError, check_bools
-from gnn1000.nn.blocks import (LayerDropoutMasks, OutputHead, PreActBlock, check_depth_fits, check_dropout,
-                               check_sizes, drop_edges, shared_dropout_mask)
+from gnn1000.nn.base import DeepGNN
+from gnn1000.nn.blocks import LayerDropoutMasks, PreActBlock, check_depth_fits, shared_dropout_mask
 from gnn1000.nn.resolver import ModuleSpec
 from gnn1000.nn.reversible import GroupedCoupling, ReversibleStack
 from gnn1000.registry import register
@@ -41,7 +40,7 @@ def _check_deterministic(blocks: torch.nn.Module) -> None:
 
 
 @register("architectures", "revgnn")
-class RevGNN(torch.nn.Module):
+class RevGNN(DeepGNN):
     """Encoder -> ``num_layers`` grouped reversible blocks -> output head (Li et al. 2021).
 
     Args:
@@ -90,35 +89,34 @@ class RevGNN(torch.nn.Module):
                  reversible: bool = True, stream_dtype: str | None = "float64", readout: str | None = None,
                  input_dropout: float = 0.0, dropout_masks: str = "shared", branch_scale: float | None = None,
                  edge_dropout: float = 0.0):
-        super().__init__()
-        self.in_channels, self.hidden_channels, self.out_channels = in_channels, hidden_channels, out_channels
-        check_sizes("revgnn", in_channels, hidden_channels, out_channels, num_layers)
         check_bools("revgnn", weight_tied=weight_tied, reversible=reversible)
         check_groups(hidden_channels, num_groups)
-        if not weight_tied:
-            check_depth_fits("revgnn", num_layers, hidden_channels // num_groups, num_groups)
         if stream_dtype not in self.STREAM_DTYPES:
             raise ConfigError(f"revgnn: stream_dtype={stream_dtype!r} is not supported; choose 'float64', "
                               f"'float32' or None (the model's dtype).")
-        self.num_layers = num_layers
-        self.dropout = check_dropout(dropout, "dropout", "revgnn")
-        self.input_dropout = check_dropout(input_dropout, "input_dropout", "revgnn")  # on the raw features, before the encoder
-        self.edge_dropout = check_dropout(edge_dropout, "edge_dropout", "revgnn")  # DropEdge, once per forward pass
         if dropout_masks not in self.DROPOUT_MASKS:
             raise ConfigError(f"revgnn: dropout_masks={dropout_masks!r} is not supported; choose 'per_layer' "
                               f"(a fresh mask in every layer) or 'shared' (one mask for every layer).")
+        super().__init__(in_channels, hidden_channels, out_channels, num_layers, operator=operator, norm=norm,
+                         dropout=dropout, edge_dim=edge_dim, operator_kwargs=operator_kwargs,
+                         norm_kwargs=norm_kwargs, readout=readout, input_dropout=input_dropout,
+                         edge_dropout=edge_dropout, num_groups=num_groups, weight_tied=weight_tied,
+                         reversible=reversible, stream_dtype=stream_dtype, branch_scale=branch_scale,
+                         dropout_masks=dropout_masks)
+
+    def build_stack(self, hidden_channels, num_layers, *, edge_dim, num_groups, weight_tied, reversible,
+                    stream_dtype, branch_scale, dropout_masks, **shared):
         self.dropout_masks = dropout_masks
         group_channels = hidden_channels // num_groups
-        self.encoder = torch.nn.Linear(in_channels, hidden_channels)
+        if not weight_tied:
+            check_depth_fits("revgnn", num_layers, group_channels, num_groups)
         # Edge features are encoded once to hidden_channels and split per group, as in the paper's code.
         self.edge_encoder = torch.nn.Linear(edge_dim, hidden_channels) if edge_dim is not None else None
 
         def make_block() -> GroupedCoupling:
             return GroupedCoupling([
-                PreActBlock(group_channels, group_channels, operator=operator, norm=norm, dropout=dropout,
-                            edge_dim=group_channels if edge_dim is not None else None,
-                            operator_kwargs=operator_kwargs, norm_kwargs=norm_kwargs,
-                            branch_scale=branch_scale)
+                PreActBlock(group_channels, group_channels, edge_dim=group_channels if edge_dim is not None else None,
+                            branch_scale=branch_scale, **shared)
                 for _ in range(num_groups)
             ])
 
@@ -126,20 +124,10 @@ class RevGNN(torch.nn.Module):
                                      num_layers, reversible=reversible,
                                      stream_dtype=self.STREAM_DTYPES[stream_dtype])
         _check_deterministic(self.stack)
-        self.head = OutputHead(hidden_channels, out_channels, norm=norm, dropout=dropout, readout=readout,
-                               norm_kwargs=norm_kwargs)
 
-    def reset_parameters(self) -> None:
-        self.encoder.reset_parameters()
-        if self.edge_encoder is not None:
-            self.edge_encoder.reset_parameters()
-        self.stack.reset_parameters()
-        self.head.reset_parameters()
-
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.in_channels}, {self.hidden_channels}, {self.out_channels}, "
-                f"num_layers={self.stack.num_layers}, num_groups={self.stack.num_groups}, "
-                f"weight_tied={self.stack.weight_tied}, reversible={self.reversible})")
+    def repr_options(self) -> dict:
+        return {"num_groups": self.stack.num_groups, "weight_tied": self.stack.weight_tied,
+                "reversible": self.reversible}
 
     @property
     def hops(self) -> int:
@@ -155,15 +143,11 @@ class RevGNN(torch.nn.Module):
     def reversible(self, value: bool) -> None:
         self.stack.reversible = value
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
-                batch: Tensor | None = None) -> Tensor:
-        h = self.encoder(F.dropout(x, self.input_dropout, self.training))
-        edge_index, edge_attr = drop_edges(edge_index, edge_attr, self.edge_dropout, self.training)
+    def run_stack(self, h: Tensor, edge_index: Tensor, edge_attr: Tensor | None, batch: Tensor | None) -> Tensor:
         edge = self.edge_encoder(edge_attr) if self.edge_encoder is not None and edge_attr is not None else None
         # Masks the reversible backward can apply again: one shared, or one per layer replayed from a seed.
         if self.training and self.dropout > 0 and self.dropout_masks == "per_layer":
             mask = LayerDropoutMasks(h, self.dropout)
         else:
             mask = shared_dropout_mask(h, self.dropout, self.training)
-        h = self.stack(h, edge_index, edge, batch, mask)
-        return self.head(h, batch)
+        return self.stack(h, edge_index, edge, batch, mask)

@@ -22,7 +22,8 @@ from gnn1000.registry import register
 from .subgraphs import induced_subgraph
 
 
-@register("samplers", "random_partition")
+# num_views and eval_parts shape only evaluation: they may change on --resume and in evaluate --bind.
+@register("samplers", "random_partition", evaluation_options=("num_views", "eval_parts"))
 class RandomPartition:
     """A fresh uniform partition into ``num_parts`` parts per training epoch; ``num_views``
     partitions into ``eval_parts`` parts (default ``num_parts``) for evaluation."""

@@ -20,7 +20,7 @@ def constant(optimizer: torch.optim.Optimizer, *, epochs: int, mode: str = "max"
     return None
 
 
-@register("schedulers", "cosine")
+@register("schedulers", "cosine", fitted_to_epochs=True)  # its decay spans experiment.epochs: fixed on resume
 def cosine(optimizer: torch.optim.Optimizer, *, epochs: int, mode: str = "max", warmup_epochs: int = 0,
            min_lr: float = 0.0) -> lr_scheduler.LRScheduler:
     """Linear warm-up over ``warmup_epochs`` from 1% of the rate, then cosine decay to ``min_lr``."""
