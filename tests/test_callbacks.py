@@ -160,3 +160,26 @@ def test_a_hook_that_raises_reaches_every_callbacks_on_exception_and_the_caller(
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the fit's session released the run when it failed
     finally:
         os.close(fd)
+
+
+def test_a_run_written_before_callbacks_evaluates_predicts_and_resumes(tmp_path, one_thread, capsys):
+    """tests/data/run_before_callbacks: 2 epochs with ``ema_decay`` trained by the code before the
+    Trainer/Callback split (its checkpoints have no ``callbacks`` entry); the average goes on."""
+    import shutil
+    from pathlib import Path
+
+    from gnn1000.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(Path(__file__).parent / "data" / "run_before_callbacks", run)
+    before = json.loads((run / "summary.json").read_text())
+    assert "callbacks" not in checkpoint.load(run / "checkpoints" / "last.pt")
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 0
+    assert json.loads(capsys.readouterr().out)["valid_rocauc"] == before["best"]["valid_rocauc"]
+    assert main(["predict", str(run)]) == 0 and (run / "predictions.csv").is_file()
+    assert main(["train", "--resume", str(run), "--no-progress", "--bind", "experiment.epochs = 3"]) == 0
+    state = checkpoint.load(run / "checkpoints" / "last.pt")
+    assert state["epoch"] == 3 and [r["epoch"] for r in state["history"]] == [1, 2, 3]
+    assert int(state["averaged"]["n_averaged"]) == 3  # one step per epoch: continued, not restarted
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 3
