@@ -75,7 +75,7 @@ def _load_data(dataset: str, ranks: Ranks):
 
 def build_experiment(run_dir: Path | str, **kwargs) -> Experiment:
     """The experiment the parsed gin config describes, in ``run_dir``; ``kwargs`` go to :class:`Experiment`
-    (``progress``, ``on_epoch``, ``log``, ``ranks``)."""
+    (``progress``, ``on_epoch``, ``callbacks``, ``log``, ``ranks``)."""
     settings = config.settings()
     checkpoint.seed_everything(settings.seed)
     device = pick_device(settings.device)
@@ -92,8 +92,11 @@ def build_experiment(run_dir: Path | str, **kwargs) -> Experiment:
         warnings.warn(f"These bindings have no effect: {', '.join(unused)}; this run builds {built}. "
                       f"Bind the components it builds (e.g. '{gin_name(settings.architecture)}.num_layers') "
                       f"or choose the component they configure.", UnusedBindingWarning, stacklevel=2)
+    # the registered callbacks ``experiment.callbacks`` names, through gin (``my_callback.every = 2``)
+    callbacks = [*(config.reference("callbacks", name)() for name in settings.callbacks), *kwargs.pop("callbacks", ())]
     return Experiment(model, data, sampler, settings, run_dir, optimizer=optimizer, scheduler=scheduler,
-                      config_text=config.operative_config(), config_source=config.source(), **kwargs)
+                      callbacks=callbacks, config_text=config.operative_config(), config_source=config.source(),
+                      **kwargs)
 
 
 def load_run(run_dir: Path | str, bindings: list[str] | tuple[str, ...] = (), **kwargs) -> Experiment:

@@ -187,6 +187,24 @@ def load_model(module: torch.nn.Module, weights: dict, path: Path) -> None:
     module.load_state_dict(weights)
 
 
+# Callback states a checkpoint keeps at its top level, where they were before callbacks kept their own
+# (the weights' moving average: ``gnn1000 evaluate`` and checkpoints of older runs read it there).
+TOP_LEVEL_CALLBACK_STATES = ("averaged",)
+
+
+def callback_states(states: dict) -> dict:
+    """The checkpoint entries for callbacks' states (``state_key`` -> state): ``callbacks`` holds
+    them, except those kept at the top level; those are present (None) even without their callback."""
+    return {"callbacks": {k: v for k, v in states.items() if k not in TOP_LEVEL_CALLBACK_STATES},
+            **{key: states.get(key) for key in TOP_LEVEL_CALLBACK_STATES}}
+
+
+def callback_state_of(state: dict) -> dict:
+    """``state_key`` -> state of every callback a checkpoint holds (none for one older than callbacks)."""
+    return {**(state.get("callbacks") or {}),
+            **{key: state[key] for key in TOP_LEVEL_CALLBACK_STATES if state.get(key) is not None}}
+
+
 def nonfinite_tensors(state: dict, prefix: str = "") -> list[str]:
     """Names of the floating-point tensors in a (nested) state that hold NaN or Inf."""
     bad = []

@@ -26,7 +26,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from gnn1000 import config as gin_config
     from gnn1000 import repeats, resume
     from gnn1000.build import build_experiment
-    from gnn1000.rundir import RunDir
+    from gnn1000.rundir import RunDir, RunSession
 
     parallel = _data_parallel_flags(args)
     if args.seeds is not None or args.folds is not None or (args.resume and repeats.is_repeated_run(args.resume)):
@@ -38,7 +38,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = RunDir.existing(args.resume)
         gin_config.load(run.config, args.bind)  # first: a typo'd binding gets gin's "did you mean"
         resume.check_bindings(run.config.read_text(errors="replace"), args.bind, str(run.config))
-        run.lock()  # before the data is built: a run in progress here is reported at once
     else:
         loaded = gin_config.load(args.config or gin_config.DEFAULT_CONFIG, args.bind)
         run = (RunDir.for_new_run(args.run_dir, args.overwrite) if args.run_dir
@@ -52,27 +51,26 @@ def cmd_train(args: argparse.Namespace) -> int:
                                      storage=args.storage)
         _print_summary(summary, run)
         return 0
-    experiment = build_experiment(run.path, progress=not args.no_progress)
-    if experiment.cfg.compare_step_memory:  # a typo is reported now, not after training
-        from gnn1000.variants import check_variant
+    # held before the data is built: a run in progress here is reported at once
+    with RunSession(run, new=not args.resume):
+        experiment = build_experiment(run.path, progress=not args.no_progress)
+        if experiment.cfg.compare_step_memory:  # a typo is reported now, not after training
+            from gnn1000.variants import check_variant
 
-        for model in experiment.cfg.compare_step_memory:
-            check_variant(model)
-    log.info(f"{experiment.cfg.architecture} on {experiment.data.name}: "
-             f"{experiment.num_parameters:,} parameters, device {experiment.device}")
-    log.debug(f"settings: {experiment.cfg}")
-    try:
+            for model in experiment.cfg.compare_step_memory:
+                check_variant(model)
+        log.info(f"{experiment.cfg.architecture} on {experiment.data.name}: "
+                 f"{experiment.num_parameters:,} parameters, device {experiment.device}")
+        log.debug(f"settings: {experiment.cfg}")
         summary = experiment.fit(resume=bool(args.resume))
-    finally:
-        run.release()
-    if experiment.cfg.compare_step_memory:
-        from gnn1000 import safefs
-        from gnn1000.variants import compare_step_memory
+        if experiment.cfg.compare_step_memory:
+            from gnn1000 import safefs
+            from gnn1000.variants import compare_step_memory
 
-        log.info(f"measuring one training step of {', '.join(experiment.cfg.compare_step_memory)} at the same "
-                 f"depth and width ...")
-        summary = compare_step_memory(run.config, summary, experiment.cfg.compare_step_memory)
-        safefs.write_atomic(run.summary, (json.dumps(summary, indent=2, default=repr) + "\n").encode())
+            log.info(f"measuring one training step of {', '.join(experiment.cfg.compare_step_memory)} at the "
+                     f"same depth and width ...")
+            summary = compare_step_memory(run.config, summary, experiment.cfg.compare_step_memory)
+            safefs.write_atomic(run.summary, (json.dumps(summary, indent=2, default=repr) + "\n").encode())
     _print_summary(summary, run)
     return 0
 

@@ -70,15 +70,24 @@ def stop(run, what: str, value, epoch: int, step: int | str, lr: float) -> NonFi
         f"{way} (or tighten experiment.grad_clip).")
 
 
-def optimizer_step(optimizer, run, epoch: int, step: int, lr: float, scaler=None) -> None:
+class UpdateOverflow(RuntimeError):
+    """An optimizer update too large for float32 in step ``step``; the NaN guard (a callback, which
+    knows the run's checkpoints) turns it into the NaN stop."""
+
+    def __init__(self, step: int):
+        super().__init__(f"the optimizer update of step {step} overflows float32")
+        self.step = step
+
+
+def optimizer_step(optimizer, step: int, scaler=None) -> None:
     """``optimizer.step()`` (through the gradient scaler when there is one); an update too large for
-    float32 is the NaN stop, not a traceback."""
+    float32 raises :class:`UpdateOverflow`, not torch's traceback."""
     try:
         scaler.step(optimizer) if scaler is not None else optimizer.step()
     except RuntimeError as exc:
         if "overflow" not in str(exc):
             raise
-        raise stop(run, "optimizer update", "too large for float32", epoch, step, lr) from None
+        raise UpdateOverflow(step) from None
 
 
 def check_step(run, model, loss, norm, epoch: int, step: int, lr: float) -> None:

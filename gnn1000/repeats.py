@@ -109,13 +109,11 @@ def train_repeats(run_dir: Path | str, manifest: dict, *, progress: bool = True,
     """Train every repeat not finished yet under the gin config already loaded; return the summary."""
     from gnn1000 import config as gin_config
     from gnn1000.build import build_experiment
-    from gnn1000.rundir import RunDir
+    from gnn1000.rundir import RunDir, RunSession
 
     log = log or logger.info
     run_dir = Path(run_dir)
-    parent = RunDir(run_dir)
-    parent.lock()  # one repeated run at a time in this folder, as for a single run
-    try:
+    with RunSession(RunDir(run_dir), new=False):  # one repeated run at a time in this folder, as for a single run
         base = gin.config_str()  # every repeat's shared bindings as they are now (a resume may change some)
         safefs.write_atomic(run_dir / "config.gin", base.encode())  # never through a planted link
         if not (run_dir / MANIFEST).is_file():
@@ -131,12 +129,7 @@ def train_repeats(run_dir: Path | str, manifest: dict, *, progress: bool = True,
             experiment = build_experiment(repeat.path, progress=progress)
             log(f"{repeat.label}: {'resuming' if repeat.started else 'training'} {experiment.cfg.architecture} "
                 f"on {experiment.data.name} in {repeat.path}")
-            try:
-                experiment.fit(resume=repeat.started)
-            finally:
-                experiment.run.release()
-    finally:
-        parent.release()
+            experiment.fit(resume=repeat.started)  # holds and releases the repeat's folder (RunSession)
     return write_summary(run_dir)
 
 

@@ -26,6 +26,7 @@ except ImportError:  # Windows: RunDir.lock falls back to filelock, so the CLI s
 
 # Paths this process holds the lock of: flock locks conflict between two descriptors of one process.
 _HELD: dict[Path, object] = {}  # a descriptor (flock) or a filelock.FileLock
+_SESSIONS: dict[Path, int] = {}  # path -> how many RunSessions of this process hold it (nested ones)
 RUN_FILES = ("config.gin", "metrics.jsonl", "summary.json", "checkpoints")
 # Other files gnn1000 writes in a run directory.
 OWN_FILES = (".lock", "run-id", "resumes.jsonl", "predictions.csv", "predictions.parquet", "curves.png")
@@ -130,7 +131,7 @@ class RunDir:
         present = [name for name in RUN_FILES if (self.path / name).exists()]
         return f"{', '.join(present)}; {epochs} epoch record{'s' if epochs != 1 else ''}"
 
-    # -- ownership -------------------------------------------------------------------------------
+    # -- ownership: RunSession's primitives ------------------------------------------------------
 
     def lock(self) -> None:
         """Hold this run directory for the life of this process; a second process gets an error
@@ -267,3 +268,44 @@ class RunDir:
 
     def record_resume(self, entry: dict) -> None:
         safefs.append_line(self.resumes, json.dumps(entry, default=repr) + "\n")
+
+
+class RunSession:
+    """The one owner of a run directory while a run (or a group of repeats) trains in it.
+
+    ``with RunSession(run, new=True)`` claims a folder for a new run (lock, then check under the lock
+    that no other run got there first); ``new=False`` locks an existing run to resume it. Leaving the
+    block always releases the lock; a new run that failed before its first checkpoint is removed
+    (:meth:`RunDir.discard_unstarted`) when it failed before writing its config or with one of
+    ``discard_on`` (default: a bad setting found in the first epoch), so no half run is left behind.
+    Sessions nest: an inner session of a folder this process already holds (``Experiment.fit`` inside
+    ``gnn1000 train``'s) joins the outer one, which alone locks, discards and releases.
+    """
+
+    def __init__(self, run: RunDir, *, new: bool, discard_on: tuple[type[BaseException], ...] = (ConfigError,)):
+        self.run = run
+        self.new = new
+        self.discard_on = discard_on
+        self._key: Path | None = None
+
+    def __enter__(self) -> RunDir:
+        self._key = self.run.path.resolve()
+        if not _SESSIONS.get(self._key):
+            if self.new:
+                self.run.claim()  # refuses a folder another run took
+            else:
+                self.run.lock()
+        _SESSIONS[self._key] = _SESSIONS.get(self._key, 0) + 1
+        return self.run
+
+    def __exit__(self, kind, exc, traceback) -> bool:
+        _SESSIONS[self._key] -= 1
+        if _SESSIONS[self._key]:
+            return False  # an outer session holds it still
+        del _SESSIONS[self._key]
+        try:
+            if exc is not None and self.new and (isinstance(exc, self.discard_on) or not self.run.config.exists()):
+                self.run.discard_unstarted()  # only a run without a checkpoint: no work is lost
+        finally:
+            self.run.release()
+        return False

@@ -33,6 +33,7 @@ class ExperimentConfig:
     patience: int | None = None  # stop after this many epochs without a better validation score
     ema_decay: float | None = None  # score and keep an exponential moving average of the weights (per step)
     loggers: list[str] = field(default_factory=list)  # registered loggers besides metrics.jsonl, e.g. ['tensorboard', 'csv']
+    callbacks: list[str] = field(default_factory=list)  # registered callbacks (gnn1000 list callbacks), run after the built-in ones
     # after training, one training step of each of these models (e.g. ['resgnn']) at the run's depth and
     # width, and of the run's own, each in a fresh process: gnn1000 train's memory comparison
     compare_step_memory: list[str] = field(default_factory=list)
@@ -54,6 +55,10 @@ class ExperimentConfig:
             raise ConfigError(f"experiment.loggers={self.loggers!r} must be a list of registered logger "
                               f"names, e.g. ['tensorboard', 'csv'] (gnn1000 list loggers).")
         self.loggers = list(self.loggers)  # as summary.json writes it
+        if isinstance(self.callbacks, str) or not all(isinstance(n, str) for n in self.callbacks):
+            raise ConfigError(f"experiment.callbacks={self.callbacks!r} must be a list of registered callback "
+                              f"names, e.g. ['my_callback'] (gnn1000 list callbacks).")
+        self.callbacks = list(self.callbacks)
         if isinstance(self.compare_step_memory, str) or not all(isinstance(m, str) for m in self.compare_step_memory):
             raise ConfigError(f"experiment.compare_step_memory={self.compare_step_memory!r} must be a list of "
                               f"model names, e.g. ['resgnn'] (gnn1000.variants.VARIANTS; the CLI checks them).")

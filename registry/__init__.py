@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 from gnn1000.errors import PluginLoadError, UnknownNameError, normalize, unknown_name_message
 
-KINDS = ("architectures", "operators", "norms", "samplers", "solvers", "datasets", "optimizers", "schedulers", "loggers")
+KINDS = ("architectures", "operators", "norms", "samplers", "solvers", "datasets", "optimizers", "schedulers", "loggers",
+         "callbacks")
 BUILT_IN = "built-in"
 _DISTRIBUTION = "gnn1000"
 

@@ -262,15 +262,15 @@ def test_kill_between_last_and_best_is_reconciled(tmp_path, monkeypatch, capsys,
     """last.pt is committed first; a kill before best.pt leaves records naming an epoch best.pt lacks:
     evaluate scores the recorded epoch, and a resume rewrites best.pt from it."""
     from gnn1000 import checkpoint
-    from gnn1000.experiment import Experiment
+    from gnn1000.callbacks import RunFiles
 
     run = tmp_path / "run"
 
-    def killed(self):
+    def killed(self, trainer):
         raise KeyboardInterrupt  # stands for a SIGKILL right after last.pt was renamed into place
 
     with monkeypatch.context() as patch:
-        patch.setattr(Experiment, "_save_best", killed)
+        patch.setattr(RunFiles, "save_best", killed)
         assert cli_main(["train", "--run-dir", str(run), "--no-progress", *bind_args(TINY),
                          "--bind", "experiment.epochs = 1"]) == 130
     assert not (run / "checkpoints" / "best.pt").exists()

@@ -1,7 +1,5 @@
 """The registry: names, errors, gin wiring, and real third-party distributions through entry points."""
 
-import subprocess
-import sys
 import textwrap
 
 import gin
@@ -12,7 +10,7 @@ from gnn1000 import registry
 from gnn1000.errors import PluginLoadError, UnknownNameError
 from gnn1000.registry import available, register, resolve
 
-from helpers import TINY, bind_args, run_gnn1000
+from helpers import TINY, bind_args, install_distributions, run_gnn1000, write_distribution
 
 
 def test_builtins_are_listed_per_kind():
@@ -41,7 +39,7 @@ def test_unknown_name_names_kind_close_matches_and_all_choices():
 
 
 def test_unknown_kind_lists_the_kinds():
-    with pytest.raises(UnknownNameError, match="architectures, datasets, loggers, norms, operators, optimizers, samplers, schedulers, solvers"):
+    with pytest.raises(UnknownNameError, match="architectures, callbacks, datasets, loggers, norms, operators, optimizers, samplers, schedulers, solvers"):
         available("operator")
 
 
@@ -94,43 +92,20 @@ class DemoConv(MessagePassing):
 '''
 
 
-def _write_distribution(root, dist, module, files, entry_points):
-    src = root / dist
-    (src / module).mkdir(parents=True)
-    (src / module / "__init__.py").write_text("")
-    for name, text in files.items():
-        (src / module / name).write_text(text)
-    eps = "\n".join(f'{name} = "{target}"' for name, target in entry_points.items())
-    (src / "pyproject.toml").write_text(textwrap.dedent(f"""\
-        [build-system]
-        requires = ["setuptools>=68"]
-        build-backend = "setuptools.build_meta"
-        [project]
-        name = "{dist}"
-        version = "0.1.0"
-        [project.entry-points."gnn1000.operators"]
-        """) + eps + "\n")
-    return src
-
-
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory):
     """Two real distributions, built and installed by pip into a private site directory."""
     root = tmp_path_factory.mktemp("plugins")
-    good = _write_distribution(root, "gnn1000-demo-plugin", "gnn1000_demo_plugin",
+    good = write_distribution(root, "gnn1000-demo-plugin", "gnn1000_demo_plugin",
                                {"conv.py": DEMO_CONV}, {"democonv": "gnn1000_demo_plugin.conv:DemoConv",
                                                         "twinconv": "gnn1000_demo_plugin.conv:DemoConv"})
-    broken = _write_distribution(root, "gnn1000-broken-plugin", "gnn1000_broken_plugin",
+    broken = write_distribution(root, "gnn1000-broken-plugin", "gnn1000_broken_plugin",
                                  {"conv.py": "import a_module_that_does_not_exist\n"},
                                  {"brokenconv": "gnn1000_broken_plugin.conv:BrokenConv"})
-    rival = _write_distribution(root, "gnn1000-rival-plugin", "gnn1000_rival_plugin",
+    rival = write_distribution(root, "gnn1000-rival-plugin", "gnn1000_rival_plugin",
                                 {"conv.py": DEMO_CONV}, {"gen": "gnn1000_rival_plugin.conv:DemoConv",
                                                          "twinconv": "gnn1000_rival_plugin.conv:DemoConv"})
-    site = root / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-                    "--no-build-isolation", "--target", str(site), str(good), str(broken), str(rival)],
-                   check=True, capture_output=True, text=True)
-    return site
+    return install_distributions(root / "site", good, broken, rival)
 
 
 @pytest.fixture

@@ -293,6 +293,6 @@ def test_non_finite_weights_after_a_step_stop_before_evaluation_and_checkpoint(t
 def test_resume_of_a_run_without_checkpoint_says_so(tmp_path, tiny):
     run = tmp_path / "run"
     config.load("default", tiny)
-    build_experiment(run, progress=False).write_config()
+    build_experiment(run, progress=False).run_files.write_config()
     with pytest.raises(ConfigError, match="no checkpoint yet"):
         build_experiment(run, progress=False).fit(resume=True)

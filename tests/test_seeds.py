@@ -58,19 +58,19 @@ def test_resume_of_a_half_finished_multi_seed_run_skips_done_seeds_and_continues
     assert main(["train", "--seeds", "2", "--run-dir", str(reference), "--no-progress", *bind_args(bindings)]) == 0
 
     run_dir = tmp_path / "interrupted"
-    original = Experiment._run_epoch
+    original = Experiment.run_epoch
 
     def stop_seed_1_in_epoch_3(self):
         if self.run.path.name == "seed-1" and self.epoch == 3:
             raise KeyboardInterrupt  # as a Ctrl-C or a kill between checkpoints
         return original(self)
 
-    monkeypatch.setattr(Experiment, "_run_epoch", stop_seed_1_in_epoch_3)
+    monkeypatch.setattr(Experiment, "run_epoch", stop_seed_1_in_epoch_3)
     assert main(["train", "--seeds", "2", "--run-dir", str(run_dir), "--no-progress", *bind_args(bindings)]) == 130
     assert (run_dir / "seed-0" / "summary.json").is_file() and not (run_dir / "summary.json").exists()
     assert len((run_dir / "seed-1" / "metrics.jsonl").read_text().splitlines()) == 2
     seed0_metrics = (run_dir / "seed-0" / "metrics.jsonl").read_text()
-    monkeypatch.setattr(Experiment, "_run_epoch", original)
+    monkeypatch.setattr(Experiment, "run_epoch", original)
     capsys.readouterr()
 
     assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0

@@ -27,6 +27,7 @@ from ray.train.torch import TorchTrainer
 from ray.util.queue import Queue
 
 from gnn1000 import config as gin_config
+from gnn1000.callbacks import REPORT, Callback
 from gnn1000.errors import ConfigError, Gnn1000Error
 from gnn1000.tune.cluster import ray_session
 from gnn1000.tune.run_checkpoint import mirror, reported, restore_run_dir
@@ -181,31 +182,46 @@ def _train_worker(loop_config: dict) -> None:
                               if loop_config["resume_from"] else None)
     restored = restore_run_dir(run_dir, start)
     main = rank == 0
+    stop_requested = loop_config["stop"]
+    report = TrainReport(run_dir, main, lambda: not stop_requested.empty())
     experiment = build_experiment(run_dir, progress=False, log=print if main else (lambda _: None),
-                                  ranks=Ranks.current())
+                                  ranks=Ranks.current(), callbacks=[report])
     if reported_here is not None:  # a worker was lost: the records say so (resumes.jsonl, config.gin's header)
         entry = resume_entry(checkpoint.load_latest(experiment.run.last)[0]["epoch"], {},
                              experiment.run.last.name)
         entry["reason"] = "Ray Train restarted the worker group from this checkpoint after a worker failed"
         experiment.run.record_resume(entry)
-
-    def report(metrics: dict) -> None:
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(run_dir)) if main else None)
-        # (every rank reports: it is a barrier)
-        if experiment.ranks.from_main(main and not loop_config["stop"].empty()):  # all ranks end together
-            raise _StopRequested
-
-    experiment.on_epoch = lambda record, _last: report(reported(record))
     try:
-        experiment.fit(resume=restored)
-        report({DONE: True})  # the checkpoint with summary.json
+        experiment.fit(resume=restored)  # holds and releases the scratch run directory (RunSession)
+        report.send(experiment, {DONE: True})  # the checkpoint with summary.json
     except _StopRequested:
         pass  # the caller stopped reading: the run ends after the epoch it last reported
     finally:
-        experiment.run.release()
         shutil.rmtree(run_dir, ignore_errors=True)
         with contextlib.suppress(OSError):  # the last rank out removes the run's scratch folder
             run_dir.parent.rmdir()
+
+
+class TrainReport(Callback):
+    """Every rank reports each epoch to Ray Train once its run directory holds it (a barrier); rank
+    0's report carries that directory as the checkpoint. After a report, every rank ends the run
+    together when the caller asked rank 0 to (``stop_asked()``)."""
+
+    order = REPORT
+
+    def __init__(self, run_dir: Path, main: bool, stop_asked: Callable[[], bool]):
+        self.run_dir = run_dir
+        self.main = main
+        self.stop_asked = stop_asked
+
+    def send(self, trainer, metrics: dict) -> None:
+        checkpoint = ray.train.Checkpoint.from_directory(str(self.run_dir)) if self.main else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+        if trainer.ranks.from_main(self.main and self.stop_asked()):  # all ranks end together
+            raise _StopRequested
+
+    def on_epoch_end(self, trainer, record):
+        self.send(trainer, reported(record))
 
 
 def train_with_workers(run, *, resume: bool, workers: int, gpus_per_worker: float | None = None,
@@ -217,26 +233,19 @@ def train_with_workers(run, *, resume: bool, workers: int, gpus_per_worker: floa
 
     import gin
 
+    from gnn1000.rundir import RunSession
+
     gpus = gpus_per_worker or 0.0
     config_text = gin.config_str()
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if address is None and workers > cpus:  # a local Ray sized past the real CPUs would start them all, starved
         raise ConfigError(f"--workers {workers}: this machine gives gnn1000 {cpus} CPU{'s' if cpus != 1 else ''}, and "
                           f"each worker needs one; use --workers {cpus} or fewer, or join a cluster with --address.")
-    if resume:
-        run.lock()
-    else:
-        run.claim()  # this process holds the run directory; the workers write scratch copies
-    try:
+    # the workers write scratch copies; a run that reported nothing is removed whatever stopped it
+    with RunSession(run, new=not resume, discard_on=(BaseException,)):
         with ray_session(address or "local", num_cpus=cpus):
             print(f"training on {workers} Ray Train workers ({gpus:g} GPU and 1 CPU each); "
                   f"Ray Train storage: {storage or run.path.resolve().parent / 'ray-train'}", flush=True)
             fit_data_parallel(config_text, run.path, workers=workers, gpus_per_worker=gpus, storage=storage,
                               resume=resume)
-    except BaseException:
-        if not resume:
-            run.discard_unstarted()  # nothing reported: no half run left behind
-        raise
-    finally:
-        run.release()
     return json.loads(run.summary.read_text())

@@ -26,6 +26,7 @@ from ray import tune
 
 from gnn1000 import config as gin_config
 from gnn1000 import resume as resume_rules
+from gnn1000.callbacks import REPORT, Callback
 from gnn1000.errors import Gnn1000Error
 from gnn1000.tune.run_checkpoint import reported, restore_run_dir
 from gnn1000.tune.space import bindings_for, perturbable
@@ -114,12 +115,21 @@ def _fit_here(run_dir: Path, config_text: str, resume: bool, report) -> dict | N
     from gnn1000.build import build_experiment
 
     gin_config.load(None, [config_text])
-    experiment = build_experiment(run_dir, progress=False, log=print)
-    experiment.on_epoch = lambda record, _last: report(experiment, record, experiment.run.path)
-    try:
-        return experiment.fit(resume=resume)["final"]
-    finally:
-        experiment.run.release()  # a reused worker runs the next trial in this process
+    experiment = build_experiment(run_dir, progress=False, log=print, callbacks=[TuneReport(report, run_dir)])
+    return experiment.fit(resume=resume)["final"]  # fit releases run_dir: a reused worker runs the next trial here
+
+
+class TuneReport(Callback):
+    """Reports every epoch to Ray Tune, once the run directory (the checkpoint Tune keeps) holds it."""
+
+    order = REPORT
+
+    def __init__(self, report, run_dir: Path):
+        self.report = report
+        self.run_dir = run_dir
+
+    def on_epoch_end(self, trainer, record):
+        self.report(trainer, record, self.run_dir)
 
 
 def _restore_run_dir(run_dir: Path, bindings: list[str], searched: list[str]) -> bool:
