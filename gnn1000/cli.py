@@ -26,8 +26,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from gnn1000 import config as gin_config
     from gnn1000 import repeats, resume
     from gnn1000.build import build_experiment
+    from gnn1000.distributed import Launch
     from gnn1000.rundir import RunDir, RunSession
 
+    launch = Launch.detect()  # torchrun: one data-parallel run, rank 0 owns the run directory (gnn1000.distributed)
+    launch.check_flags(args)
+    launch.take_scratch(args)
     parallel = _data_parallel_flags(args)
     if args.seeds is not None or args.folds is not None or (args.resume and repeats.is_repeated_run(args.resume)):
         return repeats.cmd_train_repeats(args)
@@ -52,8 +56,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         _print_summary(summary, run)
         return 0
     # held before the data is built: a run in progress here is reported at once
-    with RunSession(run, new=not args.resume):
-        experiment = build_experiment(run.path, progress=not args.no_progress)
+    with launch, RunSession(run, new=not args.resume):  # torchrun: leaving parts the ranks, drops a scratch run
+        experiment = build_experiment(run.path, progress=not args.no_progress, ranks=launch.join())  # torchrun: joins
         if experiment.cfg.compare_step_memory:  # a typo is reported now, not after training
             from gnn1000.variants import check_variant
 
@@ -63,7 +67,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                  f"{experiment.num_parameters:,} parameters, device {experiment.device}")
         log.debug(f"settings: {experiment.cfg}")
         summary = experiment.fit(resume=bool(args.resume))
-        if experiment.cfg.compare_step_memory:
+        if experiment.cfg.compare_step_memory and launch.is_main:  # torchrun: rank 0 only
             from gnn1000 import safefs
             from gnn1000.variants import compare_step_memory
 
@@ -71,7 +75,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                      f"same depth and width ...")
             summary = compare_step_memory(run.config, summary, experiment.cfg.compare_step_memory)
             safefs.write_atomic(run.summary, (json.dumps(summary, indent=2, default=repr) + "\n").encode())
-    _print_summary(summary, run)
+    if launch.is_main:  # torchrun: rank 0 only
+        _print_summary(summary, run)
     return 0
 
 
