@@ -38,6 +38,7 @@ class ExperimentConfig:
     # width, and of the run's own, each in a fresh process: gnn1000 train's memory comparison
     compare_step_memory: list[str] = field(default_factory=list)
     deterministic: bool = False  # torch.use_deterministic_algorithms while training (docs/experiments.md: its cost)
+    compile: bool = False  # training steps call torch.compile of the model (gnn1000.compilation; bench speed --compile)
 
     def __post_init__(self):
         check_positive_ints("experiment", epochs=self.epochs, batch_size=self.batch_size)
@@ -63,8 +64,9 @@ class ExperimentConfig:
             raise ConfigError(f"experiment.compare_step_memory={self.compare_step_memory!r} must be a list of "
                               f"model names, e.g. ['resgnn'] (gnn1000.variants.VARIANTS; the CLI checks them).")
         self.compare_step_memory = list(self.compare_step_memory)
-        if not isinstance(self.deterministic, bool):
-            raise ConfigError(f"experiment.deterministic={self.deterministic!r} must be True or False.")
+        for switch in ("deterministic", "compile"):
+            if not isinstance(getattr(self, switch), bool):
+                raise ConfigError(f"experiment.{switch}={getattr(self, switch)!r} must be True or False.")
         check_number("experiment", "seed", self.seed, low=0, high=2**32 - 1, integer=True)  # numpy's range
         for option in ("dataset", "architecture", "sampler", "device", "optimizer", "scheduler"):
             if not isinstance(getattr(self, option), str) and not callable(getattr(self, option)):

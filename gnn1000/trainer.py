@@ -17,7 +17,7 @@ from functools import partial
 import torch
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from gnn1000 import checkpoint, guard, logs, memory, precision, reproducibility
+from gnn1000 import checkpoint, compilation, guard, logs, memory, precision, reproducibility
 from gnn1000.callbacks import Callback
 from gnn1000.data import GraphTaskData, NodeTaskData, depth_ceiling
 from gnn1000.errors import ConfigError
@@ -89,6 +89,7 @@ class Trainer:
         self.runner.quiet = None if progress else True
         self.model = model.to(self.device)
         self.trained = self._data_parallel(self.model)  # what training steps call; self.model is saved
+        self.trained = compilation.compiled(self.trained, self.cfg.compile)  # experiment.compile (gnn1000.compilation)
         self.optimizer = optimizer if optimizer is not None else make_optimizer(resolve("optimizers", self.cfg.optimizer), self.model, self.cfg)
         self.scheduler = scheduler if scheduler is not None else make_scheduler(
             resolve("schedulers", self.cfg.scheduler), self.optimizer, self.cfg, self.task)
@@ -142,8 +143,9 @@ class Trainer:
 
     def _forward(self, batch, model: torch.nn.Module | None = None) -> torch.Tensor:
         """Logits in float32 whatever ``precision`` the model computed in (losses and scores want it)."""
+        model = model if model is not None else self.model  # not 'model or': a compiled model has no truth value
         with precision.autocast(self.device, self.cfg.precision):
-            out = (model or self.model)(batch.x, batch.edge_index, batch.edge_attr, getattr(batch, "batch", None))
+            out = model(batch.x, batch.edge_index, batch.edge_attr, getattr(batch, "batch", None))
         return out.float()
 
     def _steps(self):

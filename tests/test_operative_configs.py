@@ -20,7 +20,7 @@ RECORDED = Path(__file__).parent / "data" / "operative_configs"
 # Parameters added since the recording, by name, with the only value they may take there.
 NEW_PARAMETERS = {"operator_kwargs": None, "norm_kwargs": None, "input_dropout": 0.0, "edge_dropout": 0.0,
                   "optimizer": "adam", "scheduler": "none", "precision": "32", "patience": None, "loggers": [],
-                  "callbacks": [], "ema_decay": None, "deterministic": False, "compare_step_memory": []}
+                  "callbacks": [], "ema_decay": None, "deterministic": False, "compare_step_memory": [], "compile": False}
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

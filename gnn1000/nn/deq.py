@@ -166,6 +166,7 @@ class DEQ(torch.nn.Module):
                 f"(deq_fwd_nonconverged, deq_bwd_nonconverged).",
                 SolverConvergenceWarning, stacklevel=4)
 
+    @torch.compiler.disable  # under torch.compile the loop runs eagerly: its iteration count varies per solve
     def _solve(self, kind: str, solver, f, z0: Tensor, tol: float, max_iter: int) -> Tensor:
         try:
             z, stats = solver.solve(f, z0, tol, max_iter, self.stop_mode)
