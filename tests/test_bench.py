@@ -43,6 +43,48 @@ def test_speed_prints_ratios_to_resgnn(capsys, tmp_path):
     assert all(len(t) == 2 for by_model in times.values() for t in by_model.values())
 
 
+def test_speed_times_compiled_and_uncached_variants_beside_each_model(capsys, tmp_path, monkeypatch):
+    """--compile and --no-norm-cache add a row per model, timed in the same rounds, with its ratio to
+    the model's plain row. (Compiled on backend 'aot_eager': inductor's C++ builds take minutes here.)"""
+    from gnn1000 import compilation
+
+    monkeypatch.setattr(compilation, "BACKEND", "aot_eager")
+    torch._dynamo.reset()
+    out = tmp_path / "speed.json"
+    assert cli.main(["bench", "speed", "--layers", "2", "--rounds", "2", "--warmup", "0", *TOY, "--models", "resgnn",
+                     "--operator", "gcn", "--compile", "--no-norm-cache", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "gcn/layernorm" in printed and "vs plain" in printed
+    rows = {line.split()[0] + (" " + line.split()[1] if not line.split()[1].isdigit() else ""): line.split()
+            for line in printed.splitlines() if line.startswith("  resgnn")}
+    assert set(rows) == {"resgnn", "resgnn compiled", "resgnn no-norm-cache"}
+    # name, precision, median, ratio, min, ratio, vs 32; a variant's row adds its ratio to the plain one
+    assert len(rows["resgnn"]) == 7 and len(rows["resgnn compiled"]) == 9 and rows["resgnn compiled"][-1].endswith("x")
+    times = json.loads(out.read_text())["step_seconds"]["2"]["32"]
+    assert set(times) == set(rows) and all(len(t) == 2 for t in times.values())
+
+
+def test_the_norm_cache_switch_normalises_in_every_layer_when_off(monkeypatch):
+    """What --no-norm-cache measures: with the cache, a 3-layer GCN stack normalises its graph once per
+    forward pass; without it, once per layer."""
+    from gnn1000.plugins.architectures.resgnn import ResGNN
+    from gnn1000.plugins.operators import pyg_convs
+
+    calls = []
+    real = pyg_convs.gcn_norm
+    monkeypatch.setattr(pyg_convs, "gcn_norm", lambda *a, **k: calls.append(1) or real(*a, **k))
+    model = ResGNN(4, 8, 2, 3, operator="gcn")
+    x, edge_index = torch.randn(10, 4), torch.randint(10, (2, 30))
+    counted = {}
+    for cache in (True, False):
+        calls.clear()
+        with pyg_convs.normalization_cache(cache):
+            out = model(x, edge_index)
+        counted[cache] = (len(calls), out)
+    assert counted[True][0] == 1 and counted[False][0] == 3
+    torch.testing.assert_close(counted[True][1], counted[False][1])  # the same normalisation, computed once
+
+
 def test_memory_measures_each_point_in_its_own_process(capsys, tmp_path):
     out = tmp_path / "mem"
     assert cli.main(["bench", "memory", "--depths", "1", "3", "--models", "revgnn", *TOY,
@@ -58,6 +100,8 @@ def test_memory_measures_each_point_in_its_own_process(capsys, tmp_path):
 def test_unknown_model_is_a_clear_error(capsys):
     assert cli.main(["bench", "speed", "--models", "resnet"]) == 2
     assert "choose from" in capsys.readouterr().err
+    assert cli.main(["bench", "speed", "--operator", "gnc"]) == 2
+    assert "--operator gnc: not a registered operator; choose from" in capsys.readouterr().err
 
 
 def _paper(tmp_path, monkeypatch, *extra):

@@ -6,6 +6,7 @@ wrapping keeps PyG's own classes untouched.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import weakref
 
@@ -18,8 +19,23 @@ from gnn1000.errors import ConfigError, check_number, check_positive_ints
 from gnn1000.registry import register
 
 _last_norm: tuple = ()  # (weakref to edge_index, its version, the settings, the normalised graph)
+_reuse_norm = True  # normalization_cache(False) turns the reuse off: what bench speed --no-norm-cache measures
 
 
+@contextlib.contextmanager
+def normalization_cache(enabled: bool = True):
+    """Within the block, :func:`normalized_graph` reuses the last graph's normalisation (the default)
+    or, disabled, normalises again in every layer and backward as PyG's ``cached=False`` does. On
+    leaving it the kept graph is dropped, so the next forward pass normalises its graph once again."""
+    global _reuse_norm, _last_norm
+    saved, _reuse_norm = _reuse_norm, enabled
+    try:
+        yield
+    finally:
+        _reuse_norm, _last_norm = saved, ()
+
+
+@torch.compiler.disable  # eager under torch.compile: a traced cache lookup guards on the tensor's identity, recompiling
 def normalized_graph(edge_index: Tensor, num_nodes: int, *, add_self_loops: bool, improved: bool,
                      dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """GCN's D^-1/2 (A + I) D^-1/2 as (edge_index, edge_weight), computed once per graph.
@@ -31,7 +47,7 @@ def normalized_graph(edge_index: Tensor, num_nodes: int, *, add_self_loops: bool
     """
     global _last_norm
     key = (edge_index._version, num_nodes, add_self_loops, improved, dtype, edge_index.device)
-    if _last_norm and _last_norm[0]() is edge_index and _last_norm[1] == key:
+    if _reuse_norm and _last_norm and _last_norm[0]() is edge_index and _last_norm[1] == key:
         return _last_norm[2]
     weight = torch.ones(edge_index.size(1), dtype=dtype, device=edge_index.device)
     result = gcn_norm(edge_index, weight, num_nodes, improved, add_self_loops, dtype=dtype)
