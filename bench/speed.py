@@ -101,7 +101,8 @@ def table(times: dict[str, dict[str, list[float]]], layers: int) -> str:
     to its model's plain one ("vs plain": below 1.00x the variant is faster)."""
     variants = any(" " in name for by_model in times.values() for name in by_model)
     lines = [f"{str(layers) + ' layers':<28} {'precision':>9} {'median ms':>10} {'ratio':>7} {'min ms':>9} "
-             f"{'ratio':>7} {'vs 32':>7}{' vs plain' if variants else ''}   (ratios to {BASELINE} at the same precision)"]
+             f"{'ratio':>7} {'vs 32':>7}{' vs plain' if variants else ''}"
+             f"   (ratios to {BASELINE} at the same precision)"]
     for prec, by_model in times.items():
         base = by_model.get(BASELINE)
         for name, ts in by_model.items():
