@@ -96,6 +96,38 @@ def test_a_torchrun_run_resumes_under_torchrun(launched, tmp_path):
     assert not list((tmp_path / "tmp").rglob("rank-*"))
 
 
+def _cli_in_a_process_group(rank: int, world: int, port: int, args: list[str]) -> None:
+    """A process that set up its own env:// group (as a SLURM script or another launcher does), then
+    calls the CLI: the group is used as it is, and left for its owner to take down."""
+    import torch.distributed as dist
+
+    from gnn1000 import cli
+
+    torch.set_num_threads(1)
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    dist.init_process_group("gloo", init_method="env://", rank=rank, world_size=world)
+    try:
+        assert cli.main(args) == 0
+        assert dist.is_initialized()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_an_existing_env_process_group_trains_one_model(launched, tmp_path, monkeypatch):
+    """The same run as under torchrun, from processes that hold an env:// group before calling gnn1000."""
+    import torch.multiprocessing as mp
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    (tmp_path / "tiny.gin").write_text("\n".join(BINDINGS) + "\n")
+    args = ["train", str(tmp_path / "tiny.gin"), "--run-dir", str(tmp_path / "run"), "--no-progress"]
+    mp.spawn(_cli_in_a_process_group, args=(2, free_port(), args), nprocs=2, join=True)
+    expected = checkpoint.load(launched[0] / "run" / "checkpoints" / "last.pt")["model"]
+    got = checkpoint.load(tmp_path / "run" / "checkpoints" / "last.pt")["model"]
+    for key in expected:
+        assert torch.equal(got[key], expected[key]), key
+    assert not list(tmp_path.rglob("rank-*"))
+
+
 @pytest.mark.parametrize("args, says", [
     (["--workers", "2"], "--workers 2 starts its own data-parallel workers on Ray Train, but this process is "
                          "already rank 1 of 2"),
