@@ -195,22 +195,31 @@ def test_adversarial_input(name, setup, args, expected, tmp_path, finished_run, 
 # -- cases that succeed safely, or need more than one command -------------------------------------------
 
 @pytest.mark.skipif(not (DATA_ROOT / "planetoid" / "Cora" / "raw").is_dir(), reason=f"shared Cora is absent under {DATA_ROOT}")
-def test_malicious_processed_dataset_is_rebuilt_not_unpickled(tmp_path, capsys, monkeypatch, one_thread):
-    """PyG retries a refused weights-only load with full unpickling; gnn1000 rebuilds from raw/ instead."""
+@pytest.mark.parametrize("root", ["writable", "read-only"])
+def test_malicious_processed_dataset_is_rebuilt_not_unpickled(root, tmp_path, capsys, monkeypatch, one_thread):
+    """PyG retries a refused weights-only load with full unpickling; gnn1000 rebuilds from raw/ in its
+    own cache instead, and leaves the (perhaps shared) data folder byte for byte as it was."""
+    from shared_data import read_only_copy
+
     folder = tmp_path / "data" / "planetoid" / "Cora"
     shutil.copytree(DATA_ROOT / "planetoid" / "Cora" / "raw", folder / "raw")
     (folder / "processed").mkdir()
     marker = tmp_path / "marker"
     torch.save((Payload(marker), None, None), folder / "processed" / "data.pt")
-    monkeypatch.setenv("GNN1000_DATA", str(tmp_path / "data"))
+    data = tmp_path / "data" if root == "writable" else read_only_copy(tmp_path / "data", tmp_path / "ro-data")
+    before = checksums(data)
+    monkeypatch.setenv("GNN1000_DATA", str(data))
     monkeypatch.setenv("GNN1000_CACHE", str(tmp_path / "cache"))
     args = ["train", "--run-dir", str(tmp_path / "run"), "--no-progress", *bind_args(TINY),
             "--bind", "experiment.dataset = 'cora'", "--bind", "experiment.epochs = 1"]
     with pytest.warns(UserWarning, match="rebuilding them from raw/"):
         assert cli_main(args) == 0, capsys.readouterr().err
     assert not marker.exists()
-    assert cli_main(["evaluate", str(tmp_path / "run")]) == 0  # the rebuilt files load weights-only
-    assert not marker.exists()
+    assert checksums(data) == before  # the data folder is never written
+    rebuilt = tmp_path / "cache" / "planetoid" / "Cora" / "processed" / "data.pt"
+    torch.load(rebuilt, weights_only=True)  # the rebuild is gnn1000's own, loadable weights-only
+    assert cli_main(["evaluate", str(tmp_path / "run")]) == 0
+    assert not marker.exists() and checksums(data) == before
 
 
 def _search_folder(storage: Path) -> Path:
