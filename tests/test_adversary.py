@@ -112,6 +112,14 @@ def repeated_parent(tmp, run):
 
 
 RUN = "{tmp}/run"
+TUNE = ["tune", "{tmp}/search.gin", "--storage", "{tmp}/new"]
+
+
+def search_file(space: str, *lines: str) -> bytes:
+    """A tiny search over ``space`` (the dict's items, as gin text)."""
+    return "\n".join(["include 'tune/resgnn.gin'", "synthetic_proteins.num_nodes = 200", "experiment.epochs = 2",
+                      *lines, f"search.space = {{{space}}}", ""]).encode()
+
 
 CASES = [
     # security: nothing loaded runs code (the marker must never appear)
@@ -165,6 +173,15 @@ CASES = [
     ("config.gin mismatch", run_with(_wider_config), ["evaluate", RUN], "does not match the run's config.gin: parameter 'encoder.weight' has shape (16, "),
     ("model not a dict", run_with(_model_not_a_dict), ["evaluate", RUN], "best.pt is not a gnn1000 checkpoint: it is readable but holds a 'model' entry that is a list"),
     ("plot --out .txt", copy_of_run, ["plot", RUN, "--out", "{tmp}/curves.txt"], "the image format is chosen by the extension"),
+    # a search space beyond an option's range: gnn1000's own message before any trial (not Ray's TypeError)
+    ("tune dropout space > 1", write("search.gin", search_file("'resgnn.dropout': ('uniform', 0.2, 1.5)")), TUNE,
+     "search.space['resgnn.dropout'] = ('uniform', 0.2, 1.5) can sample resgnn.dropout = 1.4999999999999998, which gnn1000 refuses: resgnn.dropout=1.4999999999999998 is out of range"),
+    ("tune lr choice < 0", write("search.gin", search_file("'experiment.lr': ('choice', [0.01, -1.0])")), TUNE,
+     "can sample experiment.lr = -1.0, which gnn1000 refuses: experiment.lr=-1.0 is not allowed: it must be a number > 0"),
+    ("tune step.gamma space", write("search.gin", search_file("'step.gamma': ('choice', [0.5, 0.0])", "experiment.scheduler = 'step'")), TUNE,
+     "search.space['step.gamma'] = ('choice', [0.5, 0.0]) can sample step.gamma = 0.0, which gnn1000 refuses: step.gamma=0.0 is not allowed"),
+    ("tune operator option space", write("search.gin", search_file("'gen.t': ('uniform', -1.0, 1.0)")), TUNE,
+     "can sample gen.t = -1.0, which gnn1000 refuses: gen.t=-1.0 is not allowed: it must be a number > 0"),
 ]
 
 
