@@ -180,6 +180,11 @@ CASES = [
      "can sample experiment.lr = -1.0, which gnn1000 refuses: experiment.lr=-1.0 is not allowed: it must be a number > 0"),
     ("tune step.gamma space", write("search.gin", search_file("'step.gamma': ('choice', [0.5, 0.0])", "experiment.scheduler = 'step'")), TUNE,
      "search.space['step.gamma'] = ('choice', [0.5, 0.0]) can sample step.gamma = 0.0, which gnn1000 refuses: step.gamma=0.0 is not allowed"),
+    # tune --resume unpickles the search state: refused where ownership cannot be checked
+    ("tune resume from gs://", nothing, ["tune", "tune/resgnn", "--resume", "--storage", "gs://lab-bucket/searches"],
+     "--resume refuses gs://lab-bucket/searches: restoring a search unpickles its files (Ray's experiment state)"),
+    ("tune resume from s3://", nothing, ["tune", "tune/resgnn", "--resume", "--storage", "s3://lab-bucket/searches"],
+     "on s3:// storage gnn1000 cannot check who that was"),
     ("tune operator option space", write("search.gin", search_file("'gen.t': ('uniform', -1.0, 1.0)")), TUNE,
      "can sample gen.t = -1.0, which gnn1000 refuses: gen.t=-1.0 is not allowed: it must be a number > 0"),
 ]
@@ -273,6 +278,25 @@ def test_tune_resume_refuses_a_foreign_search(how, tmp_path, capsys):
     assert "--resume refuses" in message and ("may be written by others" in message or "belongs to user id" in message)
     assert checksums(folder) == before
     assert not (tmp_path / "marker").exists()
+
+
+def test_tune_resume_checks_a_file_uri_storage_as_a_local_folder(tmp_path, capsys):
+    """--storage file:///... is a local folder: a search there that others may write is refused too."""
+    pytest.importorskip("ray")
+    from ray import tune
+
+    folder = _search_folder(tmp_path / "storage")
+    if not tune.Tuner.can_restore(str(folder)):
+        pytest.skip("this Ray does not recognise the planted search folder as restorable")
+    (folder / "tuner.pkl").chmod(0o666)
+    before = checksums(folder)
+    code = cli_main(["tune", "tune/resgnn", "--resume", "--storage", (tmp_path / "storage").as_uri()])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    message = err[err.find("gnn1000 tune: "):].strip()
+    assert "\n" not in message and "Traceback" not in message
+    assert f"--resume refuses {folder}: {folder / 'tuner.pkl'} may be written by others" in message
+    assert checksums(folder) == before and not (tmp_path / "marker").exists()
 
 
 def test_symlinked_run_dir_is_its_target(tmp_path, one_thread):

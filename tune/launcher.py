@@ -202,13 +202,30 @@ def _searches(root: str, name: str) -> list[str]:
 
 
 def latest_search_dir(root: str, name: str) -> str:
+    refuse_unverifiable_storage(root)
     found = [path for path in _searches(root, name) if tune.Tuner.can_restore(path)]
     if not found:
         raise ConfigError(f"--resume: no search {name!r} to resume under {root} (looked for {name}-<timestamp>/). "
                           "Give the same --storage as the interrupted search.")
-    if "://" not in root:  # Ray unpickles the search's state: only from a folder nobody else wrote
-        safefs.check_private_tree(found[-1], "a search", "--resume")
+    # Ray unpickles the search's state: only from a folder nobody but the user may have written
+    local = pyarrow.fs.FileSystem.from_uri(found[-1])[1] if "://" in found[-1] else found[-1]
+    safefs.check_private_tree(local, "a search", "--resume")
     return found[-1]
+
+
+def refuse_unverifiable_storage(root: str) -> None:
+    """Restoring a search unpickles its files, so gnn1000 restores only a folder it can check is the
+    user's own (owner and mode bits, as ssh checks its keys): local paths and file:// URIs. Object
+    stores (s3://, gs://, ...) have neither, so resuming from them is refused."""
+    scheme = root.split("://", 1)[0] if "://" in root else "file"
+    if scheme == "file":
+        return
+    raise ConfigError(
+        f"--resume refuses {root}: restoring a search unpickles its files (Ray's experiment state), which runs "
+        f"whatever code the one who wrote them chose, and on {scheme}:// storage gnn1000 cannot check who that "
+        f"was (there are no file owners or modes there, only the bucket's access policy). Copy the search "
+        f"folder to a local or shared (NFS) path that you own and nobody else may write, then run the same "
+        f"command with --storage set to the folder that holds the copy.")
 
 
 def new_search_name(root: str, name: str) -> str:
