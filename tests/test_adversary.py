@@ -454,6 +454,82 @@ def test_disk_full_mid_run_keeps_the_last_good_checkpoint_and_resumes_exactly(sm
     assert [{k: r[k] for k in keys} for r in resumed] == [{k: r[k] for k in keys} for r in uninterrupted]
 
 
+def test_kill_loop_on_a_disk_that_fills_halfway_resumes_to_the_uninterrupted_run(small_disk, tmp_path, capfd, one_thread):
+    """#24's kill loop: SIGKILLs at random moments (half of them inside checkpoint writes) on a run whose
+    disk fills once half its epochs are done. While it is full every start is killed or stops on the
+    full disk, and last.pt stays the last good epoch's; once space is freed the run resumes, through more
+    kills, to exactly the uninterrupted run's metrics and final weights."""
+    import itertools
+    import json
+    import random
+
+    from gnn1000 import checkpoint
+    from test_run_safety import _start, history, kill_at_a_random_moment, stable
+
+    reference = tmp_path / "reference"
+    proc = _start(reference, pause=0.0)
+    proc.join()
+    assert proc.exitcode == 0
+    expected = stable(history(reference))
+    epochs = len(expected)
+
+    run, filler = small_disk / "run", small_disk / "filler"
+    last, tmp_file = run / "checkpoints" / "last.pt", run / "checkpoints" / ".last.pt.tmp"
+    rng, turn = random.Random(2424), itertools.count()
+    counts = {"kills": 0, "inside writes": 0, "stopped by the full disk": 0, "finished": 0}
+
+    def attempt(moments: list[str]) -> int | None:
+        """One start, killed at a random moment (the kinds by turns): None, or the exit code if it
+        ended by itself first."""
+        proc = _start(run, pause=0.03)
+        if kill_at_a_random_moment(proc, rng, moments[next(turn) % len(moments)], tmp_file):
+            counts["kills"] += 1
+            counts["inside writes"] += tmp_file.exists()
+            return None
+        return proc.exitcode
+
+    def trained() -> int:
+        for path in (last, checkpoint.previous(last)):  # a kill between the two renames leaves only .prev
+            if path.is_file():
+                return checkpoint.load(path)["epoch"]
+        return 0
+
+    while trained() < epochs // 2:  # the first half, with kills after a write, inside one, at any moment
+        assert attempt(["after a write", "inside a write", "any"]) is None, "a start ended before the disk filled"
+    size = max(p.stat().st_size for p in (last, checkpoint.previous(last)) if p.is_file())
+    with open(filler, "wb") as f:  # everything but half a checkpoint
+        f.write(b"\0" * max(shutil.disk_usage(small_disk).free - size // 2, 0))
+    at_fill = trained()
+    for starts in range(1, 31):  # the disk is full: nothing can be committed; a start stops at its first write
+        code = attempt(["any", "after a write"])
+        if code is not None:
+            assert code != 0, "a run finished on a full disk"
+            counts["stopped by the full disk"] += 1
+        if counts["stopped by the full disk"] >= 3 and starts >= 6:
+            break
+    assert counts["stopped by the full disk"] >= 3
+    assert trained() == at_fill and checkpoint.load(last)["epoch"] == at_fill  # the last good one, whole
+    assert [r["epoch"] for r in history(run)] == list(range(1, at_fill + 1))
+    filler.unlink()  # space freed: the rest of the run, with kills
+    while not (run / "summary.json").exists() and counts["kills"] < 24:  # mostly inside writes: slow progress
+        if attempt(["inside a write", "inside a write", "inside a write", "any"]) == 0:
+            counts["finished"] += 1
+    if not (run / "summary.json").exists():
+        proc = _start(run, pause=0.0)
+        proc.join()
+        assert proc.exitcode == 0
+    with capfd.disabled():
+        print(f"\nkill loop on a disk full from epoch {at_fill}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    assert counts["kills"] >= 20
+    records = history(run)
+    assert [r["epoch"] for r in records] == list(range(1, epochs + 1))  # each once
+    assert stable(records) == expected
+    mine, theirs = checkpoint.load(last)["model"], checkpoint.load(reference / "checkpoints" / "last.pt")["model"]
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    assert json.loads((run / "summary.json").read_text())["test_at_best_valid"] == \
+        json.loads((reference / "summary.json").read_text())["test_at_best_valid"]
+
+
 # -- as an unprivileged user: the filesystem says no ----------------------------------------------------
 
 NOBODY = 65534
