@@ -4,6 +4,9 @@ The root is gin ``data.root``, else ``$GNN1000_DATA``, else ``~/.cache/gnn1000/d
 family keeps its loader's own layout: ``ogb/<dir>``, ``planetoid/<Name>``, ``tu/<Name>``. OGB and PyG
 write ``processed/`` next to ``raw/`` on first load, so a dataset folder we may not write to is copied
 to the cache (gin ``data.cache``, else ``$GNN1000_CACHE``, else ``~/.cache/gnn1000/datasets``) first.
+Processed files are data from elsewhere (a shared folder, a download): they are loaded weights-only,
+and ones that do not load so are rebuilt from raw/ in the cache, never unpickled and never replaced
+where they lie.
 """
 
 from __future__ import annotations
@@ -61,30 +64,36 @@ def writable_root(family: str, folder: str) -> Path:
     source = root / family / folder
     if _writable(source):
         return root / family
-    target = cache / family / folder
+    if not source.exists() and not (cache / family / folder).exists():
+        return cache / family  # nothing to copy and nowhere writable to read from: download to the cache
+    cache_copy(source, cache / family / folder)
+    return cache / family
+
+
+def cache_copy(source: Path, target: Path, *, processed: bool = True) -> None:
+    """Make ``target`` (in gnn1000's cache) a writable copy of ``source``, unless it is one already;
+    without ``processed`` the copy leaves out ``processed/``, so the loader builds it from raw/."""
     if target.exists() and source.exists() and _read_fingerprint(target) != fingerprint(source):
         # the source changed since it was copied (fixed, or replaced): copy it again
-        warnings.warn(f"{source} changed since it was copied to {target}; copying it again.", stacklevel=2)
+        warnings.warn(f"{source} changed since it was copied to {target}; copying it again.", stacklevel=3)
         shutil.rmtree(target)
-    if not target.exists():
-        if not source.exists():  # nothing to copy and nowhere writable to read from: download to the cache
-            return cache / family
-        try:
-            tmp = target.with_name(f".{folder}.copying")
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(source, tmp)
-            (tmp / FINGERPRINT).write_text(json.dumps(fingerprint(source)))
-            for d in [tmp, *(p for p in tmp.rglob("*") if p.is_dir())]:
-                d.chmod(0o755)  # copytree keeps read-only modes, the loader must write here
-            for f in (p for p in tmp.rglob("*") if p.is_file()):
-                f.chmod(0o644)
-            tmp.rename(target)
-        except OSError as exc:
-            raise ConfigError(
-                f"{source} is read-only and could not be copied to the cache {target} ({exc}); "
-                f"set gin 'data.cache' or ${CACHE_ENV} to a writable folder."
-            ) from exc
-    return cache / family
+    if target.exists() or not source.exists():
+        return
+    try:
+        tmp = target.with_name(f".{target.name}.copying")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(source, tmp, ignore=None if processed else shutil.ignore_patterns("processed"))
+        (tmp / FINGERPRINT).write_text(json.dumps(fingerprint(source)))
+        for d in [tmp, *(p for p in tmp.rglob("*") if p.is_dir())]:
+            d.chmod(0o755)  # copytree keeps read-only modes, the loader must write here
+        for f in (p for p in tmp.rglob("*") if p.is_file()):
+            f.chmod(0o644)
+        tmp.rename(target)
+    except OSError as exc:
+        raise ConfigError(
+            f"{source} could not be copied to gnn1000's cache {target} ({exc}); "
+            f"set gin 'data.cache' or ${CACHE_ENV} to a writable folder."
+        ) from exc
 
 
 FINGERPRINT = ".gnn1000-source.json"
@@ -137,44 +146,53 @@ def weights_only_loads():
         torch.load = torch.serialization.load = original
 
 
-def load_or_rebuild(name: str, load: Callable, folder: Path, files: list[str]):
-    """``load()``; damaged processed files (or ones that do not load weights-only: never unpickled)
-    are rebuilt from the raw ones (with a warning), and a damaged raw file is one paragraph naming it
-    instead of the loader's traceback."""
-    load = _weights_only(load)
+def load_or_rebuild(name: str, load: Callable[[Path], object], family_root: Path, family: str, folder: str,
+                    files: list[str]):
+    """``load(family_root)``, loading weights only. Processed files that cannot be read (damaged, or
+    not loadable weights-only: never unpickled) are rebuilt from raw/ inside gnn1000's own cache, with
+    a warning, so a shared dataset folder is never changed; a damaged raw file is one paragraph naming
+    it instead of the loader's traceback."""
+    cache = settings()[1] / family
+    here = family_root / folder
     try:
-        return load()
+        return _weights_only(load, family_root)
     except Exception as exc:  # loaders pass on whatever pandas, gzip or torch.load raise
         error = exc
-    processed = folder / "processed"
-    damaged = damaged_gzip(folder, files)
+    processed = here / "processed"
+    damaged = damaged_gzip(here, files)
     if damaged is not None:
         path, reason = damaged
-        shutil.rmtree(processed, ignore_errors=True)  # whatever was built from it goes too
+        if family_root == cache:
+            shutil.rmtree(processed, ignore_errors=True)  # whatever was built from it goes too
         raise CorruptFileError(
             f"Dataset {name!r}: {path} is damaged ({reason}); it is probably truncated by an interrupted "
             f"download or copy ({path.stat().st_size} bytes). Replace it with a complete copy from the "
             f"dataset's release and run again.") from None
     if processed.is_dir():
-        warnings.warn(f"{name}: the processed files in {processed} could not be read "
-                      f"({type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}); "
-                      f"rebuilding them from raw/.", stacklevel=2)
-        shutil.rmtree(processed)
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}"
+        if family_root == cache:
+            warnings.warn(f"{name}: the processed files in {processed} could not be read ({reason}); "
+                          f"rebuilding them from raw/.", stacklevel=2)
+            shutil.rmtree(processed)
+        else:  # the data root may be shared: its files stay as they are, the rebuild goes to the cache
+            warnings.warn(f"{name}: the processed files in {processed} could not be read ({reason}); "
+                          f"rebuilding them from raw/ in gnn1000's cache {cache / folder} ({here} is left "
+                          f"as it is; remove its processed/ folder to stop this warning).", stacklevel=2)
+            cache_copy(here, cache / folder, processed=False)
+            return load_or_rebuild(name, load, cache, family, folder, files)
         try:
-            return load()
+            return _weights_only(load, family_root)
         except Exception as exc:
             error = exc
     first = str(error).splitlines()[0][:200] if str(error) else ""
-    raise CorruptFileError(f"Dataset {name!r}: the files in {folder} could not be read "
+    raise CorruptFileError(f"Dataset {name!r}: the files in {here} could not be read "
                            f"({type(error).__name__}: {first}). Check them against the dataset's "
                            f"release (expected: {', '.join(files)}).") from error
 
 
-def _weights_only(load: Callable) -> Callable:
-    def safely():
-        with weights_only_loads():
-            return load()
-    return safely
+def _weights_only(load: Callable[[Path], object], family_root: Path):
+    with weights_only_loads():
+        return load(family_root)
 
 
 def missing_dataset(name: str, family: str, folder: str, expected: list[str], cause: BaseException) -> ConfigError:

@@ -112,6 +112,14 @@ def repeated_parent(tmp, run):
 
 
 RUN = "{tmp}/run"
+TUNE = ["tune", "{tmp}/search.gin", "--storage", "{tmp}/new"]
+
+
+def search_file(space: str, *lines: str) -> bytes:
+    """A tiny search over ``space`` (the dict's items, as gin text)."""
+    return "\n".join(["include 'tune/resgnn.gin'", "synthetic_proteins.num_nodes = 200", "experiment.epochs = 2",
+                      *lines, f"search.space = {{{space}}}", ""]).encode()
+
 
 CASES = [
     # security: nothing loaded runs code (the marker must never appear)
@@ -165,6 +173,20 @@ CASES = [
     ("config.gin mismatch", run_with(_wider_config), ["evaluate", RUN], "does not match the run's config.gin: parameter 'encoder.weight' has shape (16, "),
     ("model not a dict", run_with(_model_not_a_dict), ["evaluate", RUN], "best.pt is not a gnn1000 checkpoint: it is readable but holds a 'model' entry that is a list"),
     ("plot --out .txt", copy_of_run, ["plot", RUN, "--out", "{tmp}/curves.txt"], "the image format is chosen by the extension"),
+    # a search space beyond an option's range: gnn1000's own message before any trial (not Ray's TypeError)
+    ("tune dropout space > 1", write("search.gin", search_file("'resgnn.dropout': ('uniform', 0.2, 1.5)")), TUNE,
+     "search.space['resgnn.dropout'] = ('uniform', 0.2, 1.5) can sample resgnn.dropout = 1.4999999999999998, which gnn1000 refuses: resgnn.dropout=1.4999999999999998 is out of range"),
+    ("tune lr choice < 0", write("search.gin", search_file("'experiment.lr': ('choice', [0.01, -1.0])")), TUNE,
+     "can sample experiment.lr = -1.0, which gnn1000 refuses: experiment.lr=-1.0 is not allowed: it must be a number > 0"),
+    ("tune step.gamma space", write("search.gin", search_file("'step.gamma': ('choice', [0.5, 0.0])", "experiment.scheduler = 'step'")), TUNE,
+     "search.space['step.gamma'] = ('choice', [0.5, 0.0]) can sample step.gamma = 0.0, which gnn1000 refuses: step.gamma=0.0 is not allowed"),
+    # tune --resume unpickles the search state: refused where ownership cannot be checked
+    ("tune resume from gs://", nothing, ["tune", "tune/resgnn", "--resume", "--storage", "gs://lab-bucket/searches"],
+     "--resume refuses gs://lab-bucket/searches: restoring a search unpickles its files (Ray's experiment state)"),
+    ("tune resume from s3://", nothing, ["tune", "tune/resgnn", "--resume", "--storage", "s3://lab-bucket/searches"],
+     "on s3:// storage gnn1000 cannot check who that was"),
+    ("tune operator option space", write("search.gin", search_file("'gen.t': ('uniform', -1.0, 1.0)")), TUNE,
+     "can sample gen.t = -1.0, which gnn1000 refuses: gen.t=-1.0 is not allowed: it must be a number > 0"),
 ]
 
 
@@ -195,22 +217,31 @@ def test_adversarial_input(name, setup, args, expected, tmp_path, finished_run, 
 # -- cases that succeed safely, or need more than one command -------------------------------------------
 
 @pytest.mark.skipif(not (DATA_ROOT / "planetoid" / "Cora" / "raw").is_dir(), reason=f"shared Cora is absent under {DATA_ROOT}")
-def test_malicious_processed_dataset_is_rebuilt_not_unpickled(tmp_path, capsys, monkeypatch, one_thread):
-    """PyG retries a refused weights-only load with full unpickling; gnn1000 rebuilds from raw/ instead."""
+@pytest.mark.parametrize("root", ["writable", "read-only"])
+def test_malicious_processed_dataset_is_rebuilt_not_unpickled(root, tmp_path, capsys, monkeypatch, one_thread):
+    """PyG retries a refused weights-only load with full unpickling; gnn1000 rebuilds from raw/ in its
+    own cache instead, and leaves the (perhaps shared) data folder byte for byte as it was."""
+    from shared_data import read_only_copy
+
     folder = tmp_path / "data" / "planetoid" / "Cora"
     shutil.copytree(DATA_ROOT / "planetoid" / "Cora" / "raw", folder / "raw")
     (folder / "processed").mkdir()
     marker = tmp_path / "marker"
     torch.save((Payload(marker), None, None), folder / "processed" / "data.pt")
-    monkeypatch.setenv("GNN1000_DATA", str(tmp_path / "data"))
+    data = tmp_path / "data" if root == "writable" else read_only_copy(tmp_path / "data", tmp_path / "ro-data")
+    before = checksums(data)
+    monkeypatch.setenv("GNN1000_DATA", str(data))
     monkeypatch.setenv("GNN1000_CACHE", str(tmp_path / "cache"))
     args = ["train", "--run-dir", str(tmp_path / "run"), "--no-progress", *bind_args(TINY),
             "--bind", "experiment.dataset = 'cora'", "--bind", "experiment.epochs = 1"]
     with pytest.warns(UserWarning, match="rebuilding them from raw/"):
         assert cli_main(args) == 0, capsys.readouterr().err
     assert not marker.exists()
-    assert cli_main(["evaluate", str(tmp_path / "run")]) == 0  # the rebuilt files load weights-only
-    assert not marker.exists()
+    assert checksums(data) == before  # the data folder is never written
+    rebuilt = tmp_path / "cache" / "planetoid" / "Cora" / "processed" / "data.pt"
+    torch.load(rebuilt, weights_only=True)  # the rebuild is gnn1000's own, loadable weights-only
+    assert cli_main(["evaluate", str(tmp_path / "run")]) == 0
+    assert not marker.exists() and checksums(data) == before
 
 
 def _search_folder(storage: Path) -> Path:
@@ -247,6 +278,25 @@ def test_tune_resume_refuses_a_foreign_search(how, tmp_path, capsys):
     assert "--resume refuses" in message and ("may be written by others" in message or "belongs to user id" in message)
     assert checksums(folder) == before
     assert not (tmp_path / "marker").exists()
+
+
+def test_tune_resume_checks_a_file_uri_storage_as_a_local_folder(tmp_path, capsys):
+    """--storage file:///... is a local folder: a search there that others may write is refused too."""
+    pytest.importorskip("ray")
+    from ray import tune
+
+    folder = _search_folder(tmp_path / "storage")
+    if not tune.Tuner.can_restore(str(folder)):
+        pytest.skip("this Ray does not recognise the planted search folder as restorable")
+    (folder / "tuner.pkl").chmod(0o666)
+    before = checksums(folder)
+    code = cli_main(["tune", "tune/resgnn", "--resume", "--storage", (tmp_path / "storage").as_uri()])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    message = err[err.find("gnn1000 tune: "):].strip()
+    assert "\n" not in message and "Traceback" not in message
+    assert f"--resume refuses {folder}: {folder / 'tuner.pkl'} may be written by others" in message
+    assert checksums(folder) == before and not (tmp_path / "marker").exists()
 
 
 def test_symlinked_run_dir_is_its_target(tmp_path, one_thread):
@@ -402,6 +452,82 @@ def test_disk_full_mid_run_keeps_the_last_good_checkpoint_and_resumes_exactly(sm
     uninterrupted = [json.loads(line) for line in (finished_run / "metrics.jsonl").read_text().splitlines()]
     keys = ("epoch", "loss", "train_rocauc", "valid_rocauc", "test_rocauc", "lr")
     assert [{k: r[k] for k in keys} for r in resumed] == [{k: r[k] for k in keys} for r in uninterrupted]
+
+
+def test_kill_loop_on_a_disk_that_fills_halfway_resumes_to_the_uninterrupted_run(small_disk, tmp_path, capfd, one_thread):
+    """#24's kill loop: SIGKILLs at random moments (half of them inside checkpoint writes) on a run whose
+    disk fills once half its epochs are done. While it is full every start is killed or stops on the
+    full disk, and last.pt stays the last good epoch's; once space is freed the run resumes, through more
+    kills, to exactly the uninterrupted run's metrics and final weights."""
+    import itertools
+    import json
+    import random
+
+    from gnn1000 import checkpoint
+    from test_run_safety import _start, history, kill_at_a_random_moment, stable
+
+    reference = tmp_path / "reference"
+    proc = _start(reference, pause=0.0)
+    proc.join()
+    assert proc.exitcode == 0
+    expected = stable(history(reference))
+    epochs = len(expected)
+
+    run, filler = small_disk / "run", small_disk / "filler"
+    last, tmp_file = run / "checkpoints" / "last.pt", run / "checkpoints" / ".last.pt.tmp"
+    rng, turn = random.Random(2424), itertools.count()
+    counts = {"kills": 0, "inside writes": 0, "stopped by the full disk": 0, "finished": 0}
+
+    def attempt(moments: list[str]) -> int | None:
+        """One start, killed at a random moment (the kinds by turns): None, or the exit code if it
+        ended by itself first."""
+        proc = _start(run, pause=0.03)
+        if kill_at_a_random_moment(proc, rng, moments[next(turn) % len(moments)], tmp_file):
+            counts["kills"] += 1
+            counts["inside writes"] += tmp_file.exists()
+            return None
+        return proc.exitcode
+
+    def trained() -> int:
+        for path in (last, checkpoint.previous(last)):  # a kill between the two renames leaves only .prev
+            if path.is_file():
+                return checkpoint.load(path)["epoch"]
+        return 0
+
+    while trained() < epochs // 2:  # the first half, with kills after a write, inside one, at any moment
+        assert attempt(["after a write", "inside a write", "any"]) is None, "a start ended before the disk filled"
+    size = max(p.stat().st_size for p in (last, checkpoint.previous(last)) if p.is_file())
+    with open(filler, "wb") as f:  # everything but half a checkpoint
+        f.write(b"\0" * max(shutil.disk_usage(small_disk).free - size // 2, 0))
+    at_fill = trained()
+    for starts in range(1, 31):  # the disk is full: nothing can be committed; a start stops at its first write
+        code = attempt(["any", "after a write"])
+        if code is not None:
+            assert code != 0, "a run finished on a full disk"
+            counts["stopped by the full disk"] += 1
+        if counts["stopped by the full disk"] >= 3 and starts >= 6:
+            break
+    assert counts["stopped by the full disk"] >= 3
+    assert trained() == at_fill and checkpoint.load(last)["epoch"] == at_fill  # the last good one, whole
+    assert [r["epoch"] for r in history(run)] == list(range(1, at_fill + 1))
+    filler.unlink()  # space freed: the rest of the run, with kills
+    while not (run / "summary.json").exists() and counts["kills"] < 24:  # mostly inside writes: slow progress
+        if attempt(["inside a write", "inside a write", "inside a write", "any"]) == 0:
+            counts["finished"] += 1
+    if not (run / "summary.json").exists():
+        proc = _start(run, pause=0.0)
+        proc.join()
+        assert proc.exitcode == 0
+    with capfd.disabled():
+        print(f"\nkill loop on a disk full from epoch {at_fill}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    assert counts["kills"] >= 20
+    records = history(run)
+    assert [r["epoch"] for r in records] == list(range(1, epochs + 1))  # each once
+    assert stable(records) == expected
+    mine, theirs = checkpoint.load(last)["model"], checkpoint.load(reference / "checkpoints" / "last.pt")["model"]
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    assert json.loads((run / "summary.json").read_text())["test_at_best_valid"] == \
+        json.loads((reference / "summary.json").read_text())["test_at_best_valid"]
 
 
 # -- as an unprivileged user: the filesystem says no ----------------------------------------------------

@@ -62,6 +62,33 @@ def _start(run_dir, pause: float) -> multiprocessing.Process:
     return proc
 
 
+def kill_at_a_random_moment(proc, rng: random.Random, moment: str, tmp_file) -> bool:
+    """SIGKILL ``proc`` at a random moment: ``'any'`` a random delay after its start (loading, training
+    or writing), ``'inside a write'`` a random offset after its next checkpoint temporary ``tmp_file``
+    appears, ``'after a write'`` a random delay after that write was committed (so a loaded machine,
+    where starting takes longer than any delay, still makes progress). False when it ended by itself
+    first; joined either way."""
+    def wait(done) -> None:
+        deadline = time.monotonic() + 60
+        while not done() and proc.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    if moment == "any":
+        time.sleep(rng.uniform(0.0, 1.5))
+    else:
+        wait(tmp_file.exists)
+        if moment == "after a write":
+            wait(lambda: not tmp_file.exists())
+            time.sleep(rng.uniform(0.0, 0.3))
+        else:
+            time.sleep(rng.uniform(0.0, 0.06))
+    alive = proc.is_alive()
+    if alive:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    return alive
+
+
 def test_twenty_four_kills_at_random_moments_lose_no_epoch(tmp_path, one_thread):
     """SIGKILL at random delays, and inside checkpoint writes (widened by a pause), then resume:
     the metrics equal an uninterrupted run's, every epoch's record present once."""

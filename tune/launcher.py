@@ -11,14 +11,16 @@ import os
 import random
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import gin
 import pandas as pd
 import pyarrow.fs
 import ray
+import torch
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
 from ray.tune.search import ConcurrencyLimiter
@@ -27,12 +29,13 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from gnn1000 import config as gin_config
 from gnn1000 import registry
 from gnn1000 import safefs
-from gnn1000.errors import ConfigError
+from gnn1000.errors import ConfigError, Gnn1000Error
 from gnn1000.extras import require
 from gnn1000.task import METRICS
 from gnn1000.task import mode as task_mode
 from gnn1000.tune.cluster import check_address, ray_session  # noqa: F401  check_address: a public name here
-from gnn1000.tune.space import KeepInRange, SearchConfig, bindings_for, check_group_divisibility, without_search
+from gnn1000.tune.space import (KeepInRange, SearchConfig, bindings_for, check_group_divisibility,
+                                 check_sampled_values, without_search)
 from gnn1000.tune.trial import train_trial
 
 DEFAULT_STORAGE = Path("runs") / "tune"
@@ -56,6 +59,14 @@ class Search:
     device: str
     metric: str
     mode: str
+    source: str = ""  # the search file as given on the command line, and its --bind arguments
+    bindings: tuple[str, ...] = field(default_factory=tuple)
+    resume_command: str = ""  # what continues this search after an interruption
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped a search before every trial ended: a KeyboardInterrupt, so the CLI exits
+    130 as shells do for SIGINT; its message says what was kept and how to continue."""
 
 
 def load_search(path: str | Path, bindings: list[str] | tuple[str, ...] = ()) -> Search:
@@ -68,18 +79,47 @@ def load_search(path: str | Path, bindings: list[str] | tuple[str, ...] = ()) ->
     check_group_divisibility(settings.space, _bound)
     experiment = gin_config.settings()
     metric = dataset_metric(experiment.dataset)
-    # Parse one sample, so a typo in a searched binding fails here, not in every trial; then gin holds
-    # the search file again, not that one trial's values.
+    mode = task_mode(metric)
+    # Parse one sample, so a typo in a searched binding fails here, not in every trial; then values the
+    # options refuse, at the edges of the space; then gin holds the search file again.
     sample = {key: domain.sample() if hasattr(domain, "sample") else domain["grid_search"][0]
               for key, domain in settings.param_space().items()}
     try:
         gin_config.load(None, [base_config, *bindings_for(sample)])
+        if _builds_on_meta(base_config, {}, mode):  # else the stand-in sizes do not fit: trials will tell
+            check_sampled_values(settings.space, lambda params: _build_on_meta(base_config, params, mode))
     finally:
         gin_config.load(path, bindings, search=True)
     # The file's own name: search folders are <name>-<timestamp>, one level under --storage.
     return Search(name=Path(loaded.name).name, base_config=base_config, settings=settings,
                   epochs=experiment.epochs, device=experiment.device, metric=f"valid_{metric}",
-                  mode=task_mode(metric))
+                  mode=mode, source=str(path), bindings=tuple(bindings))
+
+
+def _build_on_meta(base_config: str, params: dict, mode: str) -> None:
+    """Build what a trial builds first (the loop's settings, the model, its optimizer and scheduler)
+    for ``params`` on the meta device, with stand-in data sizes: every option check runs, no data is
+    loaded and no memory taken. Raises gnn1000's own error for a value an option refuses."""
+    from gnn1000.build import build_model
+    from gnn1000.experiment import make_optimizer, make_scheduler
+
+    gin_config.load(None, [base_config, *bindings_for(params)])
+    experiment = gin_config.settings()
+    standin = SimpleNamespace(name=experiment.dataset, level="node", num_features=8, num_outputs=2, edge_dim=None,
+                              encoders=None)
+    with torch.device("meta"):
+        model = build_model(experiment.architecture, standin)
+    optimizer = make_optimizer(gin_config.reference("optimizers", experiment.optimizer), model, experiment)
+    make_scheduler(gin_config.reference("schedulers", experiment.scheduler), optimizer, experiment,
+                   SimpleNamespace(mode=mode))
+
+
+def _builds_on_meta(base_config: str, params: dict, mode: str) -> bool:
+    try:
+        _build_on_meta(base_config, params, mode)
+    except Exception:  # the search file's own values with stand-in sizes: nothing to compare against
+        return False
+    return True
 
 
 def dataset_metric(dataset: str) -> str:
@@ -162,13 +202,30 @@ def _searches(root: str, name: str) -> list[str]:
 
 
 def latest_search_dir(root: str, name: str) -> str:
+    refuse_unverifiable_storage(root)
     found = [path for path in _searches(root, name) if tune.Tuner.can_restore(path)]
     if not found:
         raise ConfigError(f"--resume: no search {name!r} to resume under {root} (looked for {name}-<timestamp>/). "
                           "Give the same --storage as the interrupted search.")
-    if "://" not in root:  # Ray unpickles the search's state: only from a folder nobody else wrote
-        safefs.check_private_tree(found[-1], "a search", "--resume")
+    # Ray unpickles the search's state: only from a folder nobody but the user may have written
+    local = pyarrow.fs.FileSystem.from_uri(found[-1])[1] if "://" in found[-1] else found[-1]
+    safefs.check_private_tree(local, "a search", "--resume")
     return found[-1]
+
+
+def refuse_unverifiable_storage(root: str) -> None:
+    """Restoring a search unpickles its files, so gnn1000 restores only a folder it can check is the
+    user's own (owner and mode bits, as ssh checks its keys): local paths and file:// URIs. Object
+    stores (s3://, gs://, ...) have neither, so resuming from them is refused."""
+    scheme = root.split("://", 1)[0] if "://" in root else "file"
+    if scheme == "file":
+        return
+    raise ConfigError(
+        f"--resume refuses {root}: restoring a search unpickles its files (Ray's experiment state), which runs "
+        f"whatever code the one who wrote them chose, and on {scheme}:// storage gnn1000 cannot check who that "
+        f"was (there are no file owners or modes there, only the bucket's access policy). Copy the search "
+        f"folder to a local or shared (NFS) path that you own and nobody else may write, then run the same "
+        f"command with --storage set to the folder that holds the copy.")
 
 
 def new_search_name(root: str, name: str) -> str:
@@ -197,8 +254,18 @@ def run_search(search_file: str | Path, *, bindings: list[str] | tuple[str, ...]
         search.settings.num_samples = num_samples
     root = storage_root(storage)
     restore = latest_search_dir(root, search.name) if resume else None  # fail before Ray starts
+    # how to continue it: the same search file, storage and bindings (the trials' base config)
+    search.resume_command = " ".join(["gnn1000 tune", _quoted(search.source), "--resume",
+                                      *([f"--storage {_quoted(str(storage))}"] if storage else []),
+                                      *(f"--bind {_quoted(b)}" for b in search.bindings)])
     with ray_session(address):
         return _fit(search, root, restore, callback, log)
+
+
+def _quoted(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
 
 
 def _fit(search: Search, root: str, restore: str | None, callback, log) -> dict:
@@ -276,13 +343,17 @@ def results_table(grid, search: Search) -> pd.DataFrame:
     for result in grid:
         history = trial_history(result, search)
         row = {"trial": (result.metrics or {}).get("trial_id", Path(result.path).name), **result.config}
+        # Tune marks a trial's last result done when it ended or the scheduler stopped it; one that
+        # Ctrl-C cut short (or that never started) has no such result
+        ended = bool((result.metrics or {}).get("done"))
         if history is None or history.empty or metric not in history:
             rows.append({**row, "epochs": 0, metric: math.nan, test: math.nan,
-                         "status": "error" if result.error else "no result"})
+                         "status": "error" if result.error else ("no result" if ended else "interrupted")})
             continue
         best = history.loc[history[metric].idxmax() if search.mode == "max" else history[metric].idxmin()]
         epochs = int(history["epoch"].max())
-        status = "error" if result.error else ("done" if epochs >= search.epochs else "stopped early")
+        status = "error" if result.error else ("interrupted" if not ended else
+                                               "done" if epochs >= search.epochs else "stopped early")
         rows.append({**row, "epochs": epochs, metric: best[metric], test: best[test], "best epoch": int(best["epoch"]),
                      "status": status, "checkpoint": result.checkpoint})
     table = pd.DataFrame(rows).sort_values(metric, ascending=search.mode == "min", na_position="last")
@@ -331,6 +402,16 @@ def report(grid, search: Search, log: Callable[[str], None]) -> dict:
     with pd.option_context("display.width", 200, "display.max_columns", None):
         log(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     outcome = {"results": where(RESULTS), "table": shown, "grid": grid, "best": None}
+    interrupted = table[table["status"] == "interrupted"]
+    if not interrupted.empty:
+        # No best.gin: the best of the trials so far would pass for the search's answer. results.csv
+        # shows them; the resumed search writes best.gin when every trial has ended.
+        message = (f"search {Path(str(grid.experiment_path)).name} was interrupted: {len(interrupted)} of "
+                   f"{len(table)} trials did not end ({', '.join(map(str, interrupted['trial']))}). Their "
+                   f"checkpoints and the search state are kept; results.csv holds the table so far and no "
+                   f"best.gin was written. Continue the search with: {search.resume_command or 'gnn1000 tune SEARCH --resume'}")
+        log(message)
+        raise SearchInterrupted(message)
     finished = table[table[search.metric].notna() & (table["status"] != "error")]
     if finished.empty:
         log("no trial finished without an error; see the errors above (continue with --resume)")

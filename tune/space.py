@@ -27,7 +27,7 @@ import numpy as np
 from ray import tune
 
 from gnn1000 import gin_text
-from gnn1000.errors import ConfigError, check_number, check_positive_ints
+from gnn1000.errors import ConfigError, Gnn1000Error, check_number, check_positive_ints, paragraph
 
 # spec name -> (Ray Tune sampler, what its arguments are); grid tries every value in every sample.
 DISTRIBUTIONS = {
@@ -196,6 +196,35 @@ def candidate_values(spec) -> list | None:
     if name in ("randint", "lograndint") and args[1] - args[0] <= 64:
         return list(range(int(args[0]), int(args[1])))
     return None
+
+
+def extreme_values(spec) -> list:
+    """The values at the edges of what a spec can sample (every value of a list): where an option's
+    allowed range would be crossed first."""
+    name, args = spec[0], spec[1:]
+    if name in ("choice", "grid"):
+        return list(args[0])
+    if name in ("randint", "lograndint"):
+        return [int(args[0]), int(args[1]) - 1]  # Ray excludes high
+    if name in ("quniform", "qloguniform"):
+        low, high, q = args
+        return [round(low / q) * q, round(high / q) * q]  # Ray rounds each sample to a multiple of q
+    return [args[0], math.nextafter(args[1], args[0])]  # high itself is never drawn
+
+
+def check_sampled_values(space: dict, check) -> None:
+    """Refuse a space that can sample a value gnn1000 would refuse, before any trial runs: each key at
+    each of its extreme values (the other keys as the search file binds them) goes through
+    ``check(params)``, which raises gnn1000's own error for a value it does not allow, as every trial
+    drawing it would, one by one, inside Ray."""
+    for key, spec in space.items():
+        for value in extreme_values(spec):
+            try:
+                check({key: value})
+            except Gnn1000Error as exc:
+                raise ConfigError(f"search.space[{key!r}] = {spec!r} can sample {key} = {gin_literal(value)}, "
+                                  f"which gnn1000 refuses: {paragraph(exc)} Keep the search space within the "
+                                  f"option's allowed values.") from None
 
 
 def check_group_divisibility(space: dict, bound) -> None:

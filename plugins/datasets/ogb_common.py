@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -88,16 +89,17 @@ def open_ogb(name: str, level: str, meta_dict: dict | None = None, **loader_kwar
                           f"whether to delete and re-download it. Add the file if the folder holds "
                           f"OGB's version-{meta['version']} release, or remove the folder.")
     root = writable_root(FAMILY, folder)
-    if meta_dict:
-        loader_kwargs["meta_dict"] = {**meta, "dir_path": str(root / folder)}
-    else:
-        loader_kwargs["root"] = str(root)
+
+    def load(at: Path):  # at: the data root's ogb/ folder, or the cache's
+        where = {"meta_dict": {**meta, "dir_path": str(at / folder)}} if meta_dict else {"root": str(at)}
+        return loader(name, **loader_kwargs, **where)
+
     if on_disk or (root / folder / expected[0]).exists():  # present: a failure is a damaged file
-        dataset = load_or_rebuild(name, lambda: loader(name, **loader_kwargs), root / folder, expected)
+        dataset = load_or_rebuild(name, load, root, FAMILY, folder, expected)
     else:
         try:  # not on disk: OGB downloads it into the root (or the cache when the root is read-only)
             with weights_only_loads():  # a processed file that appeared meanwhile is never unpickled
-                dataset = loader(name, **loader_kwargs)
+                dataset = load(root)
         except Exception as exc:  # OGB passes on whatever urllib, zipfile or input() raise
             raise missing_dataset(name, FAMILY, folder, expected, exc) from exc
     check_counts(name, dataset, root / folder, meta, level)

@@ -21,7 +21,7 @@ def _open(loader, family: str, folder: str, expected: list[str], **kwargs):
     on_disk = all((data_root() / family / folder / f).exists() for f in expected)
     root = writable_root(family, folder)
     if on_disk:
-        return load_or_rebuild(kwargs["name"], lambda: loader(str(root), **kwargs), root / folder, expected)
+        return load_or_rebuild(kwargs["name"], lambda at: loader(str(at), **kwargs), root, family, folder, expected)
     try:
         with weights_only_loads():  # a processed file that appeared meanwhile is never unpickled
             return loader(str(root), **kwargs)
