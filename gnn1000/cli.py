@@ -357,8 +357,9 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"gnn1000 {args.command}: error: {fs_error_paragraph(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; a run continues with 'gnn1000 train --resume RUN_DIR'", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a search says itself how it continues (gnn1000.tune.launcher)
+        print(f"gnn1000 {args.command}: {exc}" if str(exc) else
+              "interrupted; a run continues with 'gnn1000 train --resume RUN_DIR'", file=sys.stderr)
         return 130
 
 

@@ -1,3 +1,9 @@
+import os
+
+# Every Ray the tests start (in this process, in subprocesses, in its workers) binds 127.0.0.1 only:
+# Ray's switch for a single-machine, loopback-only cluster, read when ray is imported.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
 import gin
 import pytest
 import torch

@@ -297,3 +297,17 @@ def test_concurrent_trials_get_their_gpu_share_and_run_on_cpu_without_cuda(tmp_p
     first, second = ([e["time"] for e in run] for run in by_run.values())
     assert min(first) < max(second) and min(second) < max(first)  # they ran at the same time
     assert result["best"].is_file()
+
+
+def test_trials_that_all_fail_on_a_bad_value_end_in_gnn1000s_own_paragraph(tmp_path, ray_session, capsys):
+    # A dataset option is not checked before the trials (their data is not built): every trial fails
+    # inside gin, whose proxy exception once turned gnn1000's message into Ray's TypeError.
+    ray_session(num_gpus=0)
+    search = tiny_search(tmp_path)
+    search.write_text(search.read_text() + "search.num_samples = 1\n"
+                      "search.space = {'synthetic_proteins.avg_degree': ('choice', [-3])}\n")
+    capsys.readouterr()
+    assert cli.main(["tune", str(search), "--storage", str(tmp_path / "out")]) == 2
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    assert said.startswith("gnn1000 tune: error: every trial of search search failed on a value gnn1000 refuses")
+    assert "synthetic_proteins.avg_degree=-3 is not allowed" in said and "TypeError" not in said

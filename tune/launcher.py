@@ -29,7 +29,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from gnn1000 import config as gin_config
 from gnn1000 import registry
 from gnn1000 import safefs
-from gnn1000.errors import ConfigError, Gnn1000Error
+from gnn1000.errors import ConfigError, Gnn1000Error, paragraph
 from gnn1000.extras import require
 from gnn1000.task import METRICS
 from gnn1000.task import mode as task_mode
@@ -414,6 +414,11 @@ def report(grid, search: Search, log: Callable[[str], None]) -> dict:
         raise SearchInterrupted(message)
     finished = table[table[search.metric].notna() & (table["status"] != "error")]
     if finished.empty:
+        errors = [result.error for result in grid if result.error is not None]
+        if errors and all(isinstance(error, Gnn1000Error) for error in errors):  # Ray's class subclasses the cause's
+            first = getattr(errors[0], "cause", None) or errors[0]  # Ray's error text is the whole traceback
+            raise Gnn1000Error(f"every trial of search {search.name} failed on a value gnn1000 refuses "
+                               f"(results.csv: {where(RESULTS)}); the first said: {paragraph(first)}")
         log("no trial finished without an error; see the errors above (continue with --resume)")
         return outcome
     top = finished.iloc[0]

@@ -27,7 +27,7 @@ from ray import tune
 from gnn1000 import config as gin_config
 from gnn1000 import resume as resume_rules
 from gnn1000.callbacks import REPORT, Callback
-from gnn1000.errors import Gnn1000Error
+from gnn1000.errors import Gnn1000Error, paragraph
 from gnn1000.tune.run_checkpoint import reported, restore_run_dir
 from gnn1000.tune.space import bindings_for, perturbable
 
@@ -35,6 +35,16 @@ from gnn1000.tune.space import bindings_for, perturbable
 def trial_device() -> str:
     """'cuda' (the GPU Ray gave this trial, the only one it sees) or 'cpu' without one or without CUDA."""
     return "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+
+
+def renamed(exc: Gnn1000Error, message: str) -> Gnn1000Error:
+    """``exc``'s own gnn1000 class with ``message``: gin re-raises a configurable's error as a proxy
+    subclass (same name) whose constructor takes no message, so the first class that takes one."""
+    for cls in type(exc).__mro__:
+        if issubclass(cls, Gnn1000Error):
+            with contextlib.suppress(TypeError):
+                return cls(message)
+    return Gnn1000Error(message)
 
 
 def train_trial(params: dict, *, base_config: str, workdir: str,
@@ -103,7 +113,7 @@ def train_trial(params: dict, *, base_config: str, workdir: str,
     except Gnn1000Error as exc:
         # run_dir is deleted below: name where Tune keeps the run directory instead
         kept = f"{context.get_trial_dir()}/checkpoint_<latest>"
-        raise type(exc)(str(exc).replace(str(run_dir), kept)) from exc
+        raise renamed(exc, paragraph(exc).replace(str(run_dir), kept)) from exc
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
         with contextlib.suppress(OSError):  # the search's folder goes with its last trial
