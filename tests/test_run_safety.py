@@ -66,7 +66,7 @@ def kill_at_a_random_moment(proc, rng: random.Random, moment: str, tmp_file) -> 
     """SIGKILL ``proc`` at a random moment: ``'any'`` a random delay after its start (loading, training
     or writing), ``'inside a write'`` a random offset after its next checkpoint temporary ``tmp_file``
     appears, ``'after a write'`` a random delay after that write was committed (so a loaded machine,
-    where starting takes longer than any delay, still makes progress). False when it ended by itself
+    where starting takes longer than any delay, still makes progress), ``'just after a write'`` at once. False when it ended by itself
     first; joined either way."""
     def wait(done) -> None:
         deadline = time.monotonic() + 60
@@ -77,9 +77,9 @@ def kill_at_a_random_moment(proc, rng: random.Random, moment: str, tmp_file) -> 
         time.sleep(rng.uniform(0.0, 1.5))
     else:
         wait(tmp_file.exists)
-        if moment == "after a write":
+        if moment in ("after a write", "just after a write"):
             wait(lambda: not tmp_file.exists())
-            time.sleep(rng.uniform(0.0, 0.3))
+            time.sleep(rng.uniform(0.0, 0.3) if moment == "after a write" else 0.0)
         else:
             time.sleep(rng.uniform(0.0, 0.06))
     alive = proc.is_alive()
