@@ -200,7 +200,8 @@ def test_a_pbt_search_moves_trials_onto_better_checkpoints_and_records_the_new_v
             exploited += 1
             assert entry["after_epoch"] % 2 == 0 and set(entry["changed"]) <= {"experiment.lr", "resgnn.dropout"}
             assert f"after epoch {entry['after_epoch']}" in config  # config.gin says what changed, and when
-            if "experiment.lr" in entry["changed"]:  # the epoch after the change trained at the new rate
+            # the epoch after the change trained at the new rate (an exploit after the last epoch trains none)
+            if "experiment.lr" in entry["changed"] and entry["after_epoch"] < len(history):
                 new = entry["changed"]["experiment.lr"]["to"]
                 assert history[entry["after_epoch"]]["lr"] == pytest.approx(new)
         # config.gin binds the values the trial ends with, which are the ones Tune reports for it
