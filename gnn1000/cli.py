@@ -12,6 +12,9 @@ from gnn1000 import bench  # light: lists benchmark modules, imports none of the
 from gnn1000.errors import Gnn1000Error, paragraph
 from gnn1000.logs import cli_logging
 
+#: How many times ``train --workers`` restarts all workers from the last checkpoint after one is lost.
+DEFAULT_MAX_FAILURES = 2
+
 # Messages go to this logger; a command's result (the final scores, a table, a listing) is printed.
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         summary = train_with_workers(run, resume=bool(args.resume), workers=args.workers,
                                      gpus_per_worker=args.gpus_per_worker, address=args.address,
-                                     storage=args.storage)
+                                     storage=args.storage,
+                                     max_failures=DEFAULT_MAX_FAILURES if args.max_failures is None else args.max_failures)
         _print_summary(summary, run)
         return 0
     # held before the data is built: a run in progress here is reported at once
@@ -84,7 +88,8 @@ def _data_parallel_flags(args: argparse.Namespace) -> bool:
     """True for a data-parallel run (--workers); its companion flags alone, or with --seeds or
     --folds, are refused."""
     given = [flag for flag, value in (("--gpus-per-worker", args.gpus_per_worker), ("--address", args.address),
-                                      ("--storage", args.storage)) if value is not None]
+                                      ("--storage", args.storage), ("--max-failures", args.max_failures))
+             if value is not None]
     if args.workers is None:
         if given:
             raise Gnn1000Error(f"{', '.join(given)} only apply to a data-parallel run; add --workers N "
@@ -98,6 +103,9 @@ def _data_parallel_flags(args: argparse.Namespace) -> bool:
         raise Gnn1000Error(f"--workers {args.workers}: the number of data-parallel workers must be >= 1.")
     if args.gpus_per_worker is not None and args.gpus_per_worker < 0:
         raise Gnn1000Error(f"--gpus-per-worker {args.gpus_per_worker:g}: must be >= 0 (0 trains on CPUs).")
+    if args.max_failures is not None and args.max_failures < -1:
+        raise Gnn1000Error(f"--max-failures {args.max_failures}: must be >= 0 (how many times Ray Train restarts "
+                           f"the workers from the last checkpoint after one is lost), or -1 for no limit.")
     from gnn1000.extras import require
 
     for module in ("ray", "pyarrow"):  # Ray Train imports pyarrow; both come with the tune extra
@@ -271,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
                                          "default: a new local Ray")
     train.add_argument("--storage", help="with --workers: Ray Train's storage for checkpoints, shared by every node "
                                          "(an NFS path or s3://...); default: ray-train/ beside the run directory")
+    train.add_argument("--max-failures", type=int, metavar="N",
+                       help="with --workers: how many times a lost worker restarts all workers from the last "
+                            f"checkpoint (default {DEFAULT_MAX_FAILURES}; -1: no limit)")
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="score a run's model on every split")

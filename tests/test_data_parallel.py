@@ -271,6 +271,8 @@ def test_a_bad_setting_in_the_workers_is_the_users_error_not_rays(ray_cpus, tmp_
     (["--address", "auto", "--storage", "/tmp/x"], "--address, --storage only apply to a data-parallel run"),
     (["--workers", "2", "--seeds", "2"], "--workers cannot be combined with --seeds or --folds"),
     (["--workers", "2", "--address", "127.0.0.1:1"], "no Ray head answers at 127.0.0.1:1"),
+    (["--workers", "2", "--max-failures", "-2"], "--max-failures -2: must be >= 0"),
+    (["--max-failures", "3"], "--max-failures only apply to a data-parallel run"),
 ])
 def test_bad_data_parallel_flags_get_one_paragraph_and_exit_code_2(args, says, tmp_path):
     from helpers import bind_args, run_gnn1000

@@ -225,7 +225,8 @@ class TrainReport(Callback):
 
 
 def train_with_workers(run, *, resume: bool, workers: int, gpus_per_worker: float | None = None,
-                       address: str | None = None, storage: str | None = None) -> dict:
+                       address: str | None = None, storage: str | None = None,
+                       max_failures: int = 0) -> dict:
     """``gnn1000 train --workers``: the parsed gin config trained data-parallel into ``run`` (a
     :class:`~gnn1000.rundir.RunDir`), on the cluster at ``address`` or a new local Ray; returns the
     run's summary."""
@@ -247,5 +248,5 @@ def train_with_workers(run, *, resume: bool, workers: int, gpus_per_worker: floa
             print(f"training on {workers} Ray Train workers ({gpus:g} GPU and 1 CPU each); "
                   f"Ray Train storage: {storage or run.path.resolve().parent / 'ray-train'}", flush=True)
             fit_data_parallel(config_text, run.path, workers=workers, gpus_per_worker=gpus, storage=storage,
-                              resume=resume)
+                              resume=resume, max_failures=max_failures)
     return json.loads(run.summary.read_text())
