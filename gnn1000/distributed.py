@@ -34,8 +34,9 @@ def _env_int(name: str) -> int | None:
 
 
 @dataclass
-class Launch:
-    """This process's place among the processes a launcher started (rank 0 of 1 when none did)."""
+class Launch(Ranks):
+    """This process's place among the processes a launcher started (rank 0 of 1 when none did): the
+    :class:`~gnn1000.ranks.Ranks` it will have, and what joining and leaving the group takes."""
 
     rank: int = 0
     world: int = 1
@@ -54,14 +55,6 @@ class Launch:
         if world is None or rank is None or world <= 1:
             return cls()
         return cls(rank, world, _env_int("LOCAL_RANK") or 0)
-
-    @property
-    def parallel(self) -> bool:
-        return self.world > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
 
     def check_flags(self, args) -> None:
         """What a launched run cannot combine with, in one paragraph."""
