@@ -159,10 +159,12 @@ def bar(iterable, total: int | None, desc: str, disable: bool | None = None):
 
 
 def check_graph_sampler(data, sampler: str) -> None:
-    """Graph-level datasets are batched by PyG's DataLoader, not by a sampler plugin."""
-    if getattr(data, "level", "node") == "graph" and sampler != "full_batch":
+    """Graph-level datasets are batched by PyG's DataLoader, not by a sampler plugin: only the
+    settings' default sampler may be named."""
+    default = ExperimentConfig.sampler
+    if getattr(data, "level", "node") == "graph" and sampler != default:
         raise ConfigError(f"experiment.sampler={sampler!r}: graph-level dataset {data.name!r} is "
-                          f"batched by PyG's DataLoader (experiment.batch_size); keep 'full_batch'.")
+                          f"batched by PyG's DataLoader (experiment.batch_size); keep {default!r}.")
 
 
 def make_runner(data: NodeTaskData | GraphTaskData, sampler: Sampler | None, cfg: ExperimentConfig,
