@@ -692,3 +692,22 @@ def test_data_parallel_mirror_never_writes_through_a_planted_link(tmp_path):
     mirror(saved, run)
     assert (tmp_path / "victim").read_bytes() == VICTIM
     assert (run / "checkpoints" / "last.pt").read_bytes() == b"new weights"
+
+
+def test_data_parallel_mirror_commits_last_pt_before_best_pt_and_the_records(tmp_path, monkeypatch):
+    # A driver killed mid-mirror must not leave a best.pt (or records) from an epoch last.pt lacks.
+    from gnn1000.tune import run_checkpoint
+
+    saved, run = tmp_path / "saved", tmp_path / "run"
+    (saved / "checkpoints").mkdir(parents=True)
+    for name in ("checkpoints/best.pt", "checkpoints/last.pt", "checkpoints/last.prev.pt", "config.gin",
+                 "metrics.jsonl", "summary.json"):
+        (saved / name).write_text(name)
+    renamed = []
+    real_replace = os.replace
+    monkeypatch.setattr(run_checkpoint.os, "replace",
+                        lambda tmp, target: (renamed.append(Path(target).relative_to(run).as_posix()),
+                                             real_replace(tmp, target)))
+    run_checkpoint.mirror(saved, run)
+    assert renamed[:3] == ["checkpoints/last.prev.pt", "checkpoints/last.pt", "checkpoints/best.pt"]
+    assert sorted(renamed[3:]) == ["config.gin", "metrics.jsonl", "summary.json"]

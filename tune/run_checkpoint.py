@@ -33,10 +33,21 @@ def restore_run_dir(run_dir: Path, checkpoint) -> bool:
     return True
 
 
+#: The order an epoch is committed in (gnn1000.callbacks.RunFiles): a kill mid-mirror leaves the run an
+#: epoch whose last.pt is at least as new as best.pt and metrics.jsonl, as a kill mid-epoch does.
+COMMIT_ORDER = ("checkpoints/last.prev.pt", "checkpoints/last.pt", "checkpoints/best.pt")
+
+
+def _commit_order(path: Path, saved: Path) -> tuple[int, str]:
+    relative = path.relative_to(saved).as_posix()
+    return (COMMIT_ORDER.index(relative) if relative in COMMIT_ORDER else len(COMMIT_ORDER), relative)
+
+
 def mirror(saved: Path, run_dir: Path) -> None:
     """Copy a reported run directory over ``run_dir`` file by file, each by temporary file and
-    rename, so a kill mid-copy leaves every file whole (the lock ``run_dir``'s owner holds stays)."""
-    for source in sorted(saved.rglob("*")):
+    rename, so a kill mid-copy leaves every file whole (the lock ``run_dir``'s owner holds stays),
+    in the order an epoch is committed (:data:`COMMIT_ORDER`, then the records)."""
+    for source in sorted(saved.rglob("*"), key=lambda path: _commit_order(path, saved)):
         if source.is_dir() or source.name == LOCK:
             continue
         target = run_dir / source.relative_to(saved)
