@@ -64,9 +64,7 @@ def writable_root(family: str, folder: str) -> Path:
     source = root / family / folder
     if _writable(source):
         return root / family
-    if not source.exists() and not (cache / family / folder).exists():
-        return cache / family  # nothing to copy and nowhere writable to read from: download to the cache
-    cache_copy(source, cache / family / folder)
+    cache_copy(source, cache / family / folder)  # nothing to copy: the loader downloads into the cache
     return cache / family
 
 

@@ -79,10 +79,9 @@ class Launch(Ranks):
         self.scratch = SCRATCH / f"{run_id}-{os.getpid()}" / f"rank-{self.rank}"
         shutil.rmtree(self.scratch, ignore_errors=True)
         if args.resume:
-            from gnn1000.tune.run_checkpoint import LOCK
+            from gnn1000.tune.run_checkpoint import copy_run_dir
 
-            self.scratch.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(args.resume, self.scratch, ignore=shutil.ignore_patterns(LOCK))
+            copy_run_dir(Path(args.resume), self.scratch)
             args.resume = str(self.scratch)
         else:
             args.run_dir, args.overwrite = str(self.scratch), False

@@ -47,6 +47,13 @@ def _http2_reply(connection: socket.socket) -> bytes:
         return b""
 
 
+def ray_cause(error: BaseException) -> BaseException:
+    """The exception a Ray task or worker raised, not Ray's wrapping of it (Ray 2.51 wraps it once
+    more, in UserExceptionWithTraceback; 2.60 does not)."""
+    cause = getattr(error, "cause", None) or error
+    return getattr(cause, "_base_exc", cause)
+
+
 @contextlib.contextmanager
 def ray_session(address: str | None, **init_kwargs) -> Iterator[None]:
     """Ray for the body: the one already initialised, the cluster at ``address`` ('auto' or

@@ -29,7 +29,7 @@ from ray.util.queue import Queue
 from gnn1000 import config as gin_config
 from gnn1000.callbacks import REPORT, Callback
 from gnn1000.errors import ConfigError, Gnn1000Error
-from gnn1000.tune.cluster import ray_session
+from gnn1000.tune.cluster import ray_cause, ray_session
 from gnn1000.tune.run_checkpoint import mirror, reported, restore_run_dir
 
 SCRATCH = Path(tempfile.gettempdir()) / "gnn1000-train"
@@ -151,8 +151,7 @@ def fit_data_parallel(config_text: str, run_dir: str | Path, *, workers: int,
 def _user_error(exc: BaseException) -> BaseException:
     """A worker's own gnn1000 error (a bad setting, the NaN stop), not Ray's wrapping of it."""
     for failure in getattr(exc, "worker_failures", {}).values():
-        cause = getattr(failure, "cause", failure)
-        cause = getattr(cause, "_base_exc", cause)  # Ray 2.51 wraps it in UserExceptionWithTraceback; 2.60 does not
+        cause = ray_cause(failure)
         if isinstance(cause, Gnn1000Error):
             return cause
     return exc

@@ -33,7 +33,7 @@ from gnn1000.errors import ConfigError, Gnn1000Error, paragraph
 from gnn1000.extras import require
 from gnn1000.task import METRICS
 from gnn1000.task import mode as task_mode
-from gnn1000.tune.cluster import check_address, ray_session  # noqa: F401  check_address: a public name here
+from gnn1000.tune.cluster import check_address, ray_cause, ray_session  # noqa: F401  check_address: a public name here
 from gnn1000.tune.space import (KeepInRange, SearchConfig, bindings_for, check_group_divisibility,
                                  check_sampled_values, without_search)
 from gnn1000.tune.trial import train_trial
@@ -416,7 +416,7 @@ def report(grid, search: Search, log: Callable[[str], None]) -> dict:
     if finished.empty:
         errors = [result.error for result in grid if result.error is not None]
         if errors and all(isinstance(error, Gnn1000Error) for error in errors):  # Ray's class subclasses the cause's
-            first = getattr(errors[0], "cause", None) or errors[0]  # Ray's error text is the whole traceback
+            first = ray_cause(errors[0])  # Ray's own text is the whole traceback
             raise Gnn1000Error(f"every trial of search {search.name} failed on a value gnn1000 refuses "
                                f"(results.csv: {where(RESULTS)}); the first said: {paragraph(first)}")
         log("no trial finished without an error; see the errors above (continue with --resume)")

@@ -24,13 +24,20 @@ def reported(record: dict) -> dict:
 def restore_run_dir(run_dir: Path, checkpoint) -> bool:
     """Put ``checkpoint`` (a Ray checkpoint or None) in place of whatever a crashed attempt left in
     the scratch folder ``run_dir``; True if there was one to continue from."""
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
     if checkpoint is None:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
         return False
     with checkpoint.as_directory() as saved:
-        shutil.copytree(saved, run_dir, ignore=shutil.ignore_patterns(LOCK))
+        copy_run_dir(saved, run_dir)
     return True
+
+
+def copy_run_dir(source: Path, run_dir: Path) -> None:
+    """``run_dir`` replaced by a copy of the run directory ``source``, without its lock (a writer's own)."""
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns(LOCK))
 
 
 #: The order an epoch is committed in (gnn1000.callbacks.RunFiles): a kill mid-mirror leaves the run an
