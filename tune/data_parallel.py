@@ -11,11 +11,13 @@ A lost worker restarts the whole group from the last checkpoint (``max_failures`
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import queue as queue_module
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +36,7 @@ from gnn1000.tune.run_checkpoint import mirror, reported, restore_run_dir
 
 SCRATCH = Path(tempfile.gettempdir()) / "gnn1000-train"
 DONE = "gnn1000_done"  # the key of the report sent after the summary is written
+MIRROR_WAIT_S = 120.0  # how long rank 0 waits for the caller's copy of an epoch before training on regardless
 
 
 def check_workers(workers: int, gpus_per_worker: float, cpus_per_worker: int, cluster: dict) -> None:
@@ -92,11 +95,12 @@ def fit_data_parallel(config_text: str, run_dir: str | Path, *, workers: int,
     storage = storage if "://" in storage else str(Path(storage).expanduser().resolve())
     forward = Queue(actor_options={"num_cpus": 0})
     stop = Queue(actor_options={"num_cpus": 0})  # the caller asks the workers to end after their next epoch
+    mirrored = Queue(actor_options={"num_cpus": 0})  # the epochs run_dir holds, for rank 0 to wait on
     trainer = TorchTrainer(
         _train_worker,
         train_loop_config={"config_text": config_text, "workdir": os.getcwd(), "use_gpu": gpus_per_worker > 0,
                            "resume_from": str(run_dir) if resume else None, "scratch": str(SCRATCH / uuid.uuid4().hex),
-                           "stop": stop},
+                           "stop": stop, "mirrored": mirrored},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0,
                                      resources_per_worker={"CPU": cpus_per_worker,
                                                            **({"GPU": gpus_per_worker} if gpus_per_worker else {})}),
@@ -128,6 +132,7 @@ def fit_data_parallel(config_text: str, run_dir: str | Path, *, workers: int,
             if checkpoint is not None:
                 with checkpoint.as_directory() as saved:
                     mirror(Path(saved), run_dir)
+                mirrored.put(record.get("epoch", 0))
             if record.get(DONE):
                 continue
             last = record
@@ -138,11 +143,12 @@ def fit_data_parallel(config_text: str, run_dir: str | Path, *, workers: int,
         # on_epoch raised (Tune stopping the trial raises SystemExit in it): end the Ray Train run
         # too, or its workers would keep their CPUs and GPUs reserved for a run nobody reads
         stop.put(True)
+        mirrored.put(math.inf)  # rank 0 waits for no copy that will not come
         thread.join()
         raise
     finally:
-        ray.kill(forward.actor)
-        ray.kill(stop.actor)
+        for each in (forward, stop, mirrored):
+            ray.kill(each.actor)
     if "error" in outcome:
         raise _user_error(outcome["error"]) from outcome["error"]
     return last or {}
@@ -182,7 +188,8 @@ def _train_worker(loop_config: dict) -> None:
     restored = restore_run_dir(run_dir, start)
     main = rank == 0
     stop_requested = loop_config["stop"]
-    report = TrainReport(run_dir, main, lambda: not stop_requested.empty())
+    report = TrainReport(run_dir, main, lambda: not stop_requested.empty(),
+                         lambda epoch: _wait_until_mirrored(loop_config["mirrored"], epoch))
     experiment = build_experiment(run_dir, progress=False, log=print if main else (lambda _: None),
                                   ranks=Ranks.current(), callbacks=[report])
     if reported_here is not None:  # a worker was lost: the records say so (resumes.jsonl, config.gin's header)
@@ -201,21 +208,40 @@ def _train_worker(loop_config: dict) -> None:
             run_dir.parent.rmdir()
 
 
+def _wait_until_mirrored(mirrored: Queue, epoch: int) -> None:
+    """Block until the caller has copied ``epoch`` into its run directory, or MIRROR_WAIT_S passed (a
+    slow caller must not stop training for good; a killed local one takes the workers with it)."""
+    deadline = time.monotonic() + MIRROR_WAIT_S
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            if mirrored.get(timeout=left) >= epoch:
+                return
+        except queue_module.Empty:
+            break
+    print(f"the run directory's copy of epoch {epoch} took over {MIRROR_WAIT_S:g} s; training on", flush=True)
+
+
 class TrainReport(Callback):
     """Every rank reports each epoch to Ray Train once its run directory holds it (a barrier); rank
-    0's report carries that directory as the checkpoint. After a report, every rank ends the run
-    together when the caller asked rank 0 to (``stop_asked()``)."""
+    0's report carries that directory as the checkpoint, and rank 0 starts the next epoch only once
+    the caller's run directory holds this one (``wait_mirrored``): that copy, which a killed caller
+    leaves to resume from, is never more than the epoch in progress behind the workers. After a
+    report, every rank ends the run together when the caller asked rank 0 to (``stop_asked()``)."""
 
     order = REPORT
 
-    def __init__(self, run_dir: Path, main: bool, stop_asked: Callable[[], bool]):
+    def __init__(self, run_dir: Path, main: bool, stop_asked: Callable[[], bool],
+                 wait_mirrored: Callable[[int], None]):
         self.run_dir = run_dir
         self.main = main
         self.stop_asked = stop_asked
+        self.wait_mirrored = wait_mirrored
 
     def send(self, trainer, metrics: dict) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(str(self.run_dir)) if self.main else None
         ray.train.report(metrics, checkpoint=checkpoint)
+        if self.main and "epoch" in metrics:
+            self.wait_mirrored(metrics["epoch"])
         if trainer.ranks.from_main(self.main and self.stop_asked()):  # all ranks end together
             raise _StopRequested
 
