@@ -124,8 +124,9 @@ class Experiment(Trainer):
         weights and, with ``ema_decay``, their average, which evaluation scores."""
         state = checkpoint.load(path, map_location=self.device)
         self.run.check_belongs(state, path)
-        if self.averaged is not None and state.get("averaged") is not None:
-            checkpoint.load_model(self.averaged, state["averaged"], path)
+        averaged = checkpoint.callback_state_of(state).get(WeightAveraging.state_key)
+        if self.averaged is not None and averaged is not None:
+            checkpoint.load_model(self.averaged, averaged, path)
         else:
             checkpoint.load_model(self.evaluated, state["model"], path)
 

@@ -10,6 +10,7 @@ import math
 import os
 import random
 import re
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -255,17 +256,11 @@ def run_search(search_file: str | Path, *, bindings: list[str] | tuple[str, ...]
     root = storage_root(storage)
     restore = latest_search_dir(root, search.name) if resume else None  # fail before Ray starts
     # how to continue it: the same search file, storage and bindings (the trials' base config)
-    search.resume_command = " ".join(["gnn1000 tune", _quoted(search.source), "--resume",
-                                      *([f"--storage {_quoted(str(storage))}"] if storage else []),
-                                      *(f"--bind {_quoted(b)}" for b in search.bindings)])
+    search.resume_command = shlex.join(["gnn1000", "tune", search.source, "--resume",
+                                        *(["--storage", str(storage)] if storage else []),
+                                        *(arg for b in search.bindings for arg in ("--bind", b))])
     with ray_session(address):
         return _fit(search, root, restore, callback, log)
-
-
-def _quoted(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
 
 
 def _fit(search: Search, root: str, restore: str | None, callback, log) -> dict:
