@@ -27,6 +27,7 @@ from gnn1000.build import build_experiment
 from gnn1000.ranks import Ranks
 
 TESTS = Path(__file__).parent
+WORKER_PATH = os.pathsep.join([str(TESTS), *sys.path])  # Ray workers import the test-only plugins (dp_faults)
 
 ARCHITECTURES = {  # unused parameters: RevGNN under gcn leaves its edge encoder out of every forward
     "revgnn-gcn": ["experiment.architecture = 'revgnn'", "revgnn.hidden_channels = 16", "revgnn.num_layers = 3",
@@ -126,7 +127,7 @@ def ray_cpus(tmp_path_factory):
     """A local Ray of 2 CPUs whose workers can import the test-only fault plugin (tests/dp_faults.py)."""
     ray = pytest.importorskip("ray")
     marker = tmp_path_factory.mktemp("fault") / "failed"
-    env = {"PYTHONPATH": os.pathsep.join([str(TESTS), *sys.path]), "OMP_NUM_THREADS": "1",
+    env = {"PYTHONPATH": WORKER_PATH, "OMP_NUM_THREADS": "1",
            "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25",  # as `train --workers` sets for its local Ray
            "GNN1000_TEST_FAIL_MARKER": str(marker), "GNN1000_TEST_EPOCHS_FILE": str(marker.with_name("epochs")),
            **FAULT}
@@ -319,7 +320,7 @@ def test_a_killed_driver_leaves_a_run_that_resumes_to_the_uninterrupted_one(tmp_
     config.write_text("\n".join(["import dp_faults", *TINY, *ARCHITECTURES["revgnn-gen"], f"experiment.epochs = {epochs}",
                                  "experiment.loggers = ['epochs_trained']", ""]))
     trained = tmp_path / "epochs"  # every epoch rank 0 finished, written by the workers themselves
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), *sys.path]), "OMP_NUM_THREADS": "1",
+    env = {**os.environ, "PYTHONPATH": WORKER_PATH, "OMP_NUM_THREADS": "1",
            "GNN1000_TEST_EPOCHS_FILE": str(trained)}
 
     def start(run: Path) -> subprocess.Popen:
