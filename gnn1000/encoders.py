@@ -42,6 +42,11 @@ class Encoded(torch.nn.Module):
         """The architecture's depth (the encoders add none)."""
         return getattr(self.model, "num_layers", None)
 
+    @property
+    def warming_up(self) -> bool:
+        """Whether the architecture is still its warm-up stand-in (see :class:`~gnn1000.protocols.EpochAware`)."""
+        return bool(getattr(self.model, "warming_up", False))
+
     def set_epoch(self, epoch: int) -> None:
         if isinstance(self.model, EpochAware):
             self.model.set_epoch(epoch)

@@ -14,7 +14,9 @@ class EpochAware(Protocol):
 
     The loop calls ``set_epoch(epoch)`` (1-based) before each training epoch, as a
     ``DistributedSampler``'s, and merges ``pop_metrics()`` into that epoch's metrics record.
-    Models without either method need neither.
+    Models without either method need neither. A model may also say ``warming_up`` (a bool): while it
+    is true, the epoch trains a stand-in (DEQ-GNN's unrolled warm-up), and once an epoch of the model
+    itself has run, the best checkpoint is chosen among such epochs only.
     """
 
     def set_epoch(self, epoch: int) -> None:

@@ -96,6 +96,7 @@ class Trainer:
         self.scaler = precision.scaler(self.device, self.cfg.precision)
         self.epoch = 0
         self.best: dict | None = None
+        self.best_is_stand_in = False  # the best record so far came from a stand-in model (see run_epoch)
         self.history: list[dict] = []
         self.should_stop = False  # a callback asks the fit to end after this epoch (early stopping)
         self.callbacks = sorted(callbacks, key=lambda callback: callback.order)
@@ -223,9 +224,11 @@ class Trainer:
             scores = {f"{split}_{self.metric}": self.task.score(logits, y) for split, (logits, y) in predictions.items()}
         return self.ranks.from_main(scores)
 
-    def _is_better(self, record: dict) -> bool:
-        if self.best is None:
+    def _is_better(self, record: dict, stand_in: bool) -> bool:
+        if self.best is None or (self.best_is_stand_in and not stand_in):
             return True
+        if stand_in and not self.best_is_stand_in:
+            return False
         key = f"valid_{self.metric}"
         if self.task.higher_is_better:
             return record[key] > self.best[key]
@@ -242,8 +245,11 @@ class Trainer:
         loss = self.train_epoch()
         record = {"epoch": self.epoch, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"], **self.evaluate()}
         self._step_scheduler(record)
-        if self._is_better(record):
-            self.best = record
+        # A model that is still warming up (DEQ's unrolled stand-in) is not the model being trained:
+        # once the real one has run an epoch, only such epochs can be the best.
+        stand_in = bool(getattr(self.model, "warming_up", False))
+        if self._is_better(record, stand_in):
+            self.best, self.best_is_stand_in = record, stand_in
         self.history.append(record)
         return record
 
@@ -282,7 +288,8 @@ class Trainer:
         records, and the state of each callback with a ``state_key`` (:meth:`restore` reads it back)."""
         state = {"epoch": self.epoch, "model": self.model.state_dict(),
                  "optimizer": self.optimizer.state_dict(), "rng": checkpoint.rng_state(),
-                 "best": self.best, "history": self.history,  # records committed with the weights
+                 "best": self.best, "best_is_stand_in": self.best_is_stand_in,
+                 "history": self.history,  # records committed with the weights
                  "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                  "scaler": self.scaler.state_dict()}
         return {**state, **checkpoint.callback_states(
@@ -304,6 +311,7 @@ class Trainer:
         checkpoint.set_rng_state(state["rng"])
         self.epoch = state["epoch"]
         self.best = state["best"]
+        self.best_is_stand_in = bool(state.get("best_is_stand_in", False))
         self.history = list(state.get("history") or [])
 
     def summary(self) -> dict:
