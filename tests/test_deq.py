@@ -146,26 +146,6 @@ def test_warm_up_trains_the_unrolled_model_then_switches_to_the_equilibrium():
     assert not restored.warming_up
 
 
-def test_warm_up_with_extra_steps_unrolls_a_random_depth_in_training_and_num_layers_in_evaluation():
-    x, edge_index, edge_attr = graph()
-    torch.manual_seed(0)
-    model = DEQGNN(5, 8, 2, 3, edge_dim=4, pretrain_epochs=1, pretrain_extra_steps=2)
-    model.set_epoch(1)
-    calls = []
-    model.block.register_forward_hook(lambda *_: calls.append(1))
-    depths = set()
-    for _ in range(30):
-        calls.clear()
-        model(x, edge_index, edge_attr).sum().backward()
-        depths.add(len(calls))
-    assert depths == {3, 4, 5}  # num_layers plus 0, 1 or 2
-    model.eval()
-    calls.clear()
-    with torch.no_grad():
-        model(x, edge_index, edge_attr)
-    assert len(calls) == 3  # evaluation reads the warm-up model at its own depth
-
-
 @pytest.mark.parametrize("operator,norm", [("gcn", "batchnorm"), ("sage", "graphnorm"), ("gat", "layernorm")])
 def test_any_registered_operator_and_norm(operator, norm):
     x, edge_index, edge_attr = graph()
@@ -209,8 +189,6 @@ def test_bad_options_are_clear_errors():
         DEQGNN(5, 8, 2, 1, stop_mode="max")
     with pytest.raises(ConfigError, match="pretrain_epochs=-1"):
         DEQGNN(5, 8, 2, 1, pretrain_epochs=-1)
-    with pytest.raises(ConfigError, match="pretrain_extra_steps=1.5.*non-negative integer"):
-        DEQGNN(5, 8, 2, 1, pretrain_extra_steps=1.5)
     with pytest.raises(UnknownNameError, match="Did you mean 'broyden'"):
         DEQGNN(5, 8, 2, 1, solver="broyde")
 

@@ -13,9 +13,6 @@ options below are the field's remedies, each on by default where it is needed to
 * ``pretrain_epochs`` + ``handover``: the first epochs train the unrolled model (f applied
   ``num_layers`` times from zero); ``handover='warm_start'`` then starts every solve from that
   unrolled state, so the equilibrium takes over the fixed point the warm-up was approaching.
-* ``pretrain_extra_steps``: each warm-up training step unrolls ``num_layers`` plus a random
-  0..extra more applications of f, so the head learns to read the state at many depths and f
-  learns to hold it: the warm-up then ends near a fixed point, where the hand-over's solve starts.
 
 The model learns the epoch through ``set_epoch(epoch)`` (1-based; the experiment loop calls it
 before each epoch); the epoch is a buffer, so a checkpoint restores the mode with the weights.
@@ -102,15 +99,12 @@ class DEQGNN(DeepGNN):
                  gradient: str = "implicit", pretrain_epochs: int = 0, readout: str | None = None,
                  input_dropout: float = 0.0, injection_norm: bool = True, init_gain: float = 0.5,
                  weight_norm: bool = False, jac_reg: float = 0.0, handover: str = "warm_start",
-                 edge_dropout: float = 0.0, pretrain_extra_steps: int = 0):
+                 edge_dropout: float = 0.0):
         check_bools("deq", injection_norm=injection_norm, weight_norm=weight_norm)
         if gradient not in GRADIENTS:
             raise ConfigError(f"deq.gradient={gradient!r} is not supported; choose one of {', '.join(GRADIENTS)}.")
         if not isinstance(pretrain_epochs, int) or pretrain_epochs < 0:
             raise ConfigError(f"deq.pretrain_epochs={pretrain_epochs!r} must be a non-negative integer.")
-        if not isinstance(pretrain_extra_steps, int) or pretrain_extra_steps < 0:
-            raise ConfigError(f"deq.pretrain_extra_steps={pretrain_extra_steps!r} must be a non-negative integer "
-                              f"(0: every warm-up step unrolls exactly num_layers).")
         if handover not in HANDOVERS:
             raise ConfigError(f"deq.handover={handover!r} is not supported; choose one of {', '.join(HANDOVERS)}.")
         if not init_gain > 0:
@@ -122,13 +116,11 @@ class DEQGNN(DeepGNN):
                          fwd_max_iter=fwd_max_iter, bwd_tol=bwd_tol, bwd_max_iter=bwd_max_iter,
                          stop_mode=stop_mode, gradient=gradient, pretrain_epochs=pretrain_epochs,
                          injection_norm=injection_norm, init_gain=init_gain, weight_norm=weight_norm,
-                         jac_reg=jac_reg, handover=handover, pretrain_extra_steps=pretrain_extra_steps)
+                         jac_reg=jac_reg, handover=handover)
 
     def build_stack(self, hidden_channels, num_layers, *, operator, norm, dropout, edge_dim, operator_kwargs,
-                    norm_kwargs, pretrain_epochs, injection_norm, init_gain, weight_norm, handover,
-                    pretrain_extra_steps, **solve):
+                    norm_kwargs, pretrain_epochs, injection_norm, init_gain, weight_norm, handover, **solve):
         self.pretrain_epochs = pretrain_epochs
-        self.pretrain_extra_steps = pretrain_extra_steps
         self.injection_norm = build_norm(norm, hidden_channels, norm_kwargs) if injection_norm else None
         block = EquilibriumBlock(hidden_channels, operator=operator, norm=norm, edge_dim=edge_dim,
                                  operator_kwargs=operator_kwargs, norm_kwargs=norm_kwargs)
@@ -176,12 +168,6 @@ class DEQGNN(DeepGNN):
     def warming_up(self) -> bool:
         return 0 < self.pretrain_epochs and int(self.epoch) <= self.pretrain_epochs
 
-    def warm_up_steps(self) -> int:
-        """How far this warm-up forward unrolls: ``num_layers``, plus a random extra in training."""
-        if not (self.training and self.pretrain_extra_steps):
-            return self.num_layers
-        return self.num_layers + int(torch.randint(self.pretrain_extra_steps + 1, ()))
-
     def pop_metrics(self) -> dict[str, float]:
         """Per-epoch solver summary (mean iterations and residuals, non-converged count); resets it."""
         return {"deq_warmup": float(self.warming_up), **self.deq.pop_metrics("deq")}
@@ -195,5 +181,5 @@ class DEQGNN(DeepGNN):
         # One dropout mask for every application of f: f must be the same function at each iterate.
         mask = shared_dropout_mask(inj, self.dropout, self.training)
         if self.warming_up:
-            return self.deq.unrolled(inj, edge_index, edge_attr, batch, mask, steps=self.warm_up_steps())
+            return self.deq.unrolled(inj, edge_index, edge_attr, batch, mask, steps=self.num_layers)
         return self.deq(inj, edge_index, edge_attr, batch, mask)
