@@ -16,7 +16,7 @@ class EpochAware(Protocol):
     ``DistributedSampler``'s, and merges ``pop_metrics()`` into that epoch's metrics record.
     Models without either method need neither. A model may also say ``warming_up`` (a bool): while it
     is true, the epoch trains a stand-in (DEQ-GNN's unrolled warm-up), and once an epoch of the model
-    itself has run, the best checkpoint is chosen among such epochs only.
+    itself has run, only the model's own epochs can be the best checkpoint.
     """
 
     def set_epoch(self, epoch: int) -> None:

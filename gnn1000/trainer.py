@@ -246,7 +246,7 @@ class Trainer:
         record = {"epoch": self.epoch, "loss": loss, "lr": self.optimizer.param_groups[0]["lr"], **self.evaluate()}
         self._step_scheduler(record)
         # A model that is still warming up (DEQ's unrolled stand-in) is not the model being trained:
-        # once the real one has run an epoch, only such epochs can be the best.
+        # once the real one has run an epoch, only its epochs can be the best.
         stand_in = bool(getattr(self.model, "warming_up", False))
         if self._is_better(record, stand_in):
             self.best, self.best_is_stand_in = record, stand_in
